@@ -1,0 +1,1565 @@
+"""
+The machine: states, clocks, the mutation queue and the transition engine.
+
+Theory of operation (``spec/machine.md``, rule ids in brackets):
+
+- Every state has a tick; odd means active [C1]. Ticks change only when a transition
+  applies its target [C2], when a final handler fails (rollback, E4) and on import.
+- Mutations (``add``/``remove``/``set``) go through one queue [Q1]. A call made while
+  the queue is idle drains it synchronously and returns the result of its own
+  transition; a call made while it drains (from a handler, a tracer or a check) is
+  queued and returns its queue tick (a :class:`Result` ``>= 2``). Nothing nests.
+- A transition resolves the target [R1-R8], runs the negotiation handlers (exit,
+  enter, self, pair, ``any_enter``; any may reject), applies the ticks, runs the final
+  handlers (end, state, ``any_state``) and, when something changed, prepends the auto
+  mutation [H5-H13, A1-A4].
+- A handler that raises never crashes the caller: the transition is canceled (or, in
+  the final phase, partly rolled back) and ``Exception`` is prepended [E3-E5].
+
+The machine is synchronous and deterministic; it needs no event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time as _time
+import traceback
+import types
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Final, TypeAlias
+
+from ._core._mutation import CANCELED, EXECUTED, Mutation, MutationType, Result
+from ._core._relations import Relations
+from ._core._schema import (
+    EXCEPTION,
+    State,
+    normalize_schema,
+    resolve_names,
+)
+from ._errors import (
+    ExportError,
+    HandlerTimeoutError,
+    SchemaError,
+    StateUnknownError,
+)
+from ._handlers import Handler, scan_handlers
+from ._tracing import hook_failed, tracer_hooks
+from ._transition import Event, Transition
+
+__all__ = (
+    "Machine",
+    "SchemaLike",
+    "StatesArg",
+    "is_active_tick",
+    "new_args_mapper",
+    "next_active",
+    "next_inactive",
+)
+
+#: A single state name or any iterable of names.
+StatesArg: TypeAlias = str | Iterable[str]
+#: What :class:`Machine` accepts as a schema.
+SchemaLike: TypeAlias = Mapping[str, State | Mapping[str, object]]
+
+ADD: Final = MutationType.ADD
+REMOVE: Final = MutationType.REMOVE
+SET: Final = MutationType.SET
+
+_logger = logging.getLogger("asyncmachine")
+_PY_LEVELS: Final = {1: logging.INFO, 2: logging.INFO, 3: logging.DEBUG}
+_HEALTH: Final = (("Heartbeat",), ("Healthcheck",))
+_DEFAULT_LOG_ARGS: Final = ("name", "id", "port", "addr", "err", "path", "url", "uri")
+
+
+def is_active_tick(tick: int) -> bool:
+    """True for an odd tick (an active state) [C5]."""
+    return tick % 2 == 1
+
+
+def next_active(tick: int) -> int:
+    """The next tick at which a state with *tick* is active [C5]."""
+    return tick + 2 if tick % 2 == 1 else tick + 1
+
+
+def next_inactive(tick: int) -> int:
+    """The next tick at which a state with *tick* is inactive [C5]."""
+    return tick + 2 if tick % 2 == 0 else tick + 1
+
+
+def new_args_mapper(
+    names: Iterable[str] = _DEFAULT_LOG_ARGS, max_len: int = 20
+) -> Callable[[Mapping[str, object]], dict[str, str]]:
+    """
+    Build a log-args mapper: it keeps the keys in *names* and cuts each value to
+    *max_len* characters (longer values end in ``...``) [10.10].
+    """
+    keep = frozenset(names)
+
+    def mapper(args: Mapping[str, object]) -> dict[str, str]:
+        out = {}
+        for k, v in args.items():
+            if k in keep:
+                s = str(v)
+                if len(s) > max_len:
+                    s = s[: max(max_len - 3, 0)] + "..."
+                out[k] = s
+        return out
+
+    return mapper
+
+
+def _env_int(name: str) -> int | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return None
+
+
+class _HandlerFailed(Exception):
+    """Internal: a handler raised (``exc``) or ran over the timeout (``exc is None``)."""
+
+    def __init__(self, name: str, exc: BaseException | None) -> None:
+        super().__init__(name)
+        self.name = name
+        self.exc = exc
+
+
+class _Binding:
+    __slots__ = ("fns", "id", "obj")
+
+    def __init__(self, bid: int, obj: object, fns: dict[str, Handler]) -> None:
+        self.id = bid
+        self.obj = obj
+        self.fns = fns
+
+
+_Fns: TypeAlias = tuple[tuple[int, Handler], ...]
+# `Machine.set` shadows the builtin inside the class body, so annotations use this.
+_StrSet: TypeAlias = set[str]
+
+
+class Machine:
+    """
+    A relational, multi-state, clock-based state machine.
+
+    Args:
+        schema: state names mapped to :class:`State` (or mappings with the same keys).
+        handlers: one object or a sequence of objects whose methods are handlers.
+        id: the machine id; random hex by default.
+        names: explicit state order (every state, ``Exception`` included); default
+            alphabetical.
+        parent: the parent machine (or its id).
+        tags: free-form tags.
+        tracers: tracer objects (see :class:`TracerNoOp`).
+        handler_timeout: seconds a handler may run; an overrun negotiation handler
+            counts as a rejection, an overrun final handler as a failure. ``None``
+            (default) disables the check.
+        catch_exceptions: turn handler exceptions into the ``Exception`` state
+            (default); ``False`` re-raises them from the mutation call.
+        queue_limit: maximum queued mutations; beyond it mutations are canceled.
+        log_level: 0 (nothing) to 5 (everything); default from ``AM_LOG`` or 0.
+
+    Raises:
+        SchemaError: the schema or *names* is invalid.
+        TypeError: a handler is a coroutine function.
+    """
+
+    def __init__(
+        self,
+        schema: SchemaLike,
+        *,
+        handlers: object | Sequence[object] | None = None,
+        id: str | None = None,
+        names: Iterable[str] | None = None,
+        parent: Machine | str | None = None,
+        tags: Iterable[str] = (),
+        tracers: Iterable[object] = (),
+        handler_timeout: float | None = None,
+        catch_exceptions: bool = True,
+        queue_limit: int = 1000,
+        log_level: int | None = None,
+    ) -> None:
+        if os.environ.get("AM_DEBUG"):
+            handler_timeout = None
+            catch_exceptions = False
+        self._id = id if id is not None else secrets.token_hex(8)
+        if not isinstance(self._id, str) or not self._id:
+            raise ValueError(f"a machine id must be a non-empty str, got {id!r}")
+        self._id5 = self._id[:5]
+        if isinstance(parent, Machine):
+            self._parent: Machine | None = parent
+            self._parent_id: str | None = parent.id
+        else:
+            self._parent = None
+            self._parent_id = parent
+        self._tags = list(tags)
+        self._handler_timeout = handler_timeout
+        self.catch_exceptions = catch_exceptions
+        if queue_limit < 1:
+            raise ValueError(f"queue_limit must be >= 1, got {queue_limit}")
+        self.queue_limit = queue_limit
+        env_level = _env_int("AM_LOG")
+        self._log_level = log_level if log_level is not None else (env_level or 0)
+        #: The :mod:`logging` logger the machine writes to.
+        self.logger: logging.Logger = _logger
+        #: Maps mutation args to the ``(k=v)`` part of log lines.
+        self.log_args: Callable[[Mapping[str, object]], Mapping[str, str]] = (
+            new_args_mapper()
+        )
+        #: Called as ``on_error(mach, err)`` whenever an error is added.
+        self.on_error: Callable[[Machine, BaseException], object] | None = None
+        #: Called as ``on_change(mach, time_before, time_after)`` after each
+        #: non-check transition.
+        self.on_change: Callable[[Machine, list[int], list[int]], object] | None = None
+        #: Handler timeouts and other errors that do not become ``Exception``.
+        self.err_internal: deque[BaseException] = deque(maxlen=100)
+
+        # schema
+        normalized, conflicts = normalize_schema(schema)
+        self._schema: dict[str, State] = normalized
+        self._names: list[str] = resolve_names(normalized, names)
+        self._explicit_names = names is not None
+        self._index: dict[str, int] = {n: i for i, n in enumerate(self._names)}
+        self._rel = Relations(normalized, self._names)
+
+        # clocks and active states
+        self._clock: dict[str, int] = dict.fromkeys(self._names, 0)
+        #: Internal active order: the target order of the last transition [H10].
+        self._active: list[str] = []
+        self._active_set: _StrSet = set()
+        self._machine_tick = 0
+
+        # queue
+        self._queue: deque[Mutation] = deque()
+        self._queue_tick = 1  # [C6]
+        self._pending = 0  # appended items still in the queue
+        self._processing = False
+        self._transition: Transition | None = None
+        self._tx_seq = 0
+        self._err: BaseException | None = None
+
+        # handlers
+        self._bindings: dict[int, _Binding] = {}
+        self._binding_seq = 0
+        self._ever_bound = False
+        self._hmap: dict[str, _Fns] = {}
+        self._pairs: dict[str, dict[str, tuple[str, _Fns]]] = {}
+        self._hn: dict[str, tuple[str, str, str, str, str]] = {}
+        self._build_handler_names()
+
+        # tracers
+        self._tracers: list[object] = list(tracers)
+        self._tr: dict[str, list[Callable[..., object]]] = tracer_hooks(self._tracers)
+
+        # lifecycle
+        self._disposing = False
+        self._disposed = False
+        self._dispose_deferred = False
+        self._on_dispose: list[Callable[[str], object]] = []
+
+        for fn in list(self._tr.get("machine_init", ())):
+            try:
+                fn(self)
+            except Exception as exc:  # noqa: BLE001 - user code: errors become state
+                self._disable_hook("machine_init", fn, exc)
+        if self._parent is not None:
+            for fn in list(self._parent._tr.get("new_submachine", ())):
+                try:
+                    fn(self._parent, self)
+                except Exception as exc:  # noqa: BLE001 - user code: errors become state
+                    self._parent._disable_hook("new_submachine", fn, exc)
+
+        # A require-remove conflict does not raise: the machine starts in
+        # Exception, as the Go original does [S9].
+        for msg in conflicts:
+            self._log(2, "[error] %s", msg)
+        if conflicts:
+            self.add_err(SchemaError("; ".join(conflicts)))
+
+        if handlers is not None:
+            if isinstance(handlers, list | tuple):
+                for h in handlers:
+                    self.bind_handlers(h)
+            else:
+                self.bind_handlers(handlers)
+
+    # ------------------------------------------------------------------ identity
+
+    @property
+    def id(self) -> str:
+        """The machine id."""
+        return self._id
+
+    @property
+    def parent_id(self) -> str | None:
+        """The parent machine's id, if any."""
+        return self._parent_id
+
+    @property
+    def tags(self) -> list[str]:
+        """The machine's tags (a copy)."""
+        return list(self._tags)
+
+    def set_tags(self, tags: Iterable[str]) -> None:
+        """Replace the machine's tags."""
+        self._tags = list(tags)
+
+    @property
+    def log_level(self) -> int:
+        """The log level, 0 (nothing) to 5 (everything)."""
+        return self._log_level
+
+    @log_level.setter
+    def log_level(self, level: int) -> None:
+        if not 0 <= level <= 5:
+            raise ValueError(f"log level is 0..5, got {level}")
+        self._log_level = level
+
+    @property
+    def handler_timeout(self) -> float | None:
+        """Seconds a handler may run before it counts as failed; ``None`` = no limit."""
+        return self._handler_timeout
+
+    @property
+    def schema(self) -> Mapping[str, State]:
+        """The normalized schema (read-only), ``Exception`` included."""
+        return types.MappingProxyType(self._schema)
+
+    @property
+    def transition(self) -> Transition | None:
+        """The transition being processed, or ``None`` outside of a drain."""
+        return self._transition
+
+    @property
+    def is_disposed(self) -> bool:
+        """True once :meth:`dispose` ran."""
+        return self._disposed
+
+    # ------------------------------------------------------------------ names
+
+    def state_names(self) -> list[str]:
+        """All state names in the machine's order (``Exception`` included)."""
+        return list(self._names)
+
+    def _parse(self, states: StatesArg) -> tuple[str, ...]:
+        """Validate and de-duplicate state names [M1, M2]."""
+        index = self._index
+        if isinstance(states, str):
+            if states not in index:
+                raise StateUnknownError(states, self._id)
+            return (states,)
+        try:
+            names = tuple(dict.fromkeys(states))
+        except TypeError:
+            raise TypeError(
+                f"states must be a state name or an iterable of names, got {states!r}"
+            ) from None
+        unknown = [n for n in names if n not in index]
+        if unknown:
+            bad = [n for n in unknown if not isinstance(n, str)]
+            if bad:
+                raise TypeError(f"state names must be str, got {bad[0]!r}")
+            raise StateUnknownError(unknown, self._id)
+        return names
+
+    def has(self, states: StatesArg) -> bool:
+        """True if every named state is defined (unknown names give False)."""
+        if self._disposed:
+            return False
+        if isinstance(states, str):
+            return states in self._index
+        return all(s in self._index for s in states)
+
+    def index(self, state: str) -> int:
+        """Position of *state* in :meth:`state_names`, or -1."""
+        if self._disposed:
+            return -1
+        return self._index.get(state, -1)
+
+    # ------------------------------------------------------------------ reading
+
+    def is_active(self, states: StatesArg) -> bool:
+        """True if all the named states are active."""
+        if self._disposed:
+            return False
+        active = self._active_set
+        if isinstance(states, str):
+            if states not in self._index:
+                raise StateUnknownError(states, self._id)
+            return states in active
+        return all(s in active for s in self._parse(states))
+
+    def not_active(self, states: StatesArg) -> bool:
+        """True if none of the named states is active."""
+        if self._disposed:
+            return False
+        active = self._active_set
+        return not any(s in active for s in self._parse(states))
+
+    def any_active(self, *groups: StatesArg) -> bool:
+        """True if any group has all its states active (each group is ``states``)."""
+        if self._disposed:
+            return False
+        return any(self.is_active(g) for g in groups)
+
+    def is_err(self) -> bool:
+        """True while ``Exception`` is active."""
+        return not self._disposed and EXCEPTION in self._active_set
+
+    def err(self) -> BaseException | None:
+        """The last error added (kept after ``Exception`` is removed)."""
+        return self._err
+
+    def active_states(self, states: StatesArg | None = None) -> list[str]:
+        """The active states in state-name order, or those of *states* in its order."""
+        if self._disposed:
+            return []
+        active = self._active_set
+        if states is None:
+            return [n for n in self._names if n in active]
+        return [n for n in self._parse(states) if n in active]
+
+    def switch(self, *groups: StatesArg) -> str:
+        """The first active state among the given states/groups, or ``""``."""
+        if self._disposed:
+            return ""
+        for g in groups:
+            for s in self._parse(g):
+                if s in self._active_set:
+                    return s
+        return ""
+
+    def tick(self, state: str) -> int:
+        """The tick of one state."""
+        if self._disposed:
+            return 0
+        if state not in self._index:
+            raise StateUnknownError(state, self._id)
+        return self._clock[state]
+
+    def clock(self, states: StatesArg | None = None) -> dict[str, int]:
+        """Ticks as a dict, in state-name order or the order of *states* [C4]."""
+        if self._disposed:
+            return {}
+        if states is None:
+            return dict(self._clock)
+        clock = self._clock
+        return {s: clock[s] for s in self._parse(states)}
+
+    def time(self, states: StatesArg | None = None) -> list[int]:
+        """Ticks as a list, in state-name order or the order of *states* [C4]."""
+        if self._disposed:
+            return []
+        if states is None:
+            return list(self._clock.values())
+        clock = self._clock
+        return [clock[s] for s in self._parse(states)]
+
+    def is_time(self, t: Sequence[int], states: StatesArg | None = None) -> bool:
+        """True if every tick equals the one in *t* [C5]."""
+        now = self.time(states)
+        return len(now) == len(t) and all(a == b for a, b in zip(now, t, strict=True))
+
+    def was_time(self, t: Sequence[int], states: StatesArg | None = None) -> bool:
+        """True if every tick is ``>=`` the one in *t* [C5]."""
+        now = self.time(states)
+        return len(now) == len(t) and all(a >= b for a, b in zip(now, t, strict=True))
+
+    def is_clock(self, clock: Mapping[str, int]) -> bool:
+        """True if every state of *clock* has exactly that tick [C5]."""
+        now = self.clock(list(clock))
+        return all(now[s] == t for s, t in clock.items())
+
+    def was_clock(self, clock: Mapping[str, int]) -> bool:
+        """True if every state of *clock* has at least that tick [C5]."""
+        now = self.clock(list(clock))
+        return all(now[s] >= t for s, t in clock.items())
+
+    def queue_tick(self) -> int:
+        """The queue tick: starts at 1, +1 per appended mutation taken off the queue."""
+        return self._queue_tick
+
+    def machine_tick(self) -> int:
+        """The machine tick: 0, or the imported machine tick + 1 after an import."""
+        return self._machine_tick
+
+    # ------------------------------------------------------------------ queue info
+
+    def queue(self) -> list[Mutation]:
+        """A copy of the queue."""
+        return list(self._queue)
+
+    def queue_len(self) -> int:
+        """The number of queued mutations."""
+        return len(self._queue)
+
+    def is_queued(
+        self,
+        mutation_type: MutationType | str,
+        states: StatesArg,
+        *,
+        without_args_only: bool = False,
+        strict_equal: bool = False,
+        min_queue_tick: int = 0,
+        is_check: bool = False,
+        position: int | None = None,
+    ) -> int | None:
+        """
+        The index of the first queued mutation matching the filter, or ``None``.
+
+        A mutation matches when it has the given type, its called states include
+        *states* (or equal them as a set with ``strict_equal``), it has no args when
+        ``without_args_only``, its queue tick is at least ``min_queue_tick``, its check
+        flag equals ``is_check``, and (with ``position``) it sits at that index.
+        """
+        mtype = MutationType(mutation_type)
+        wanted = set(self._parse(states))
+        for i, m in enumerate(self._queue):
+            if m.fn is not None or m.type is not mtype or m.is_check != is_check:
+                continue
+            if position is not None and i != position:
+                continue
+            if without_args_only and m.args:
+                continue
+            if min_queue_tick and m.queue_tick < min_queue_tick:
+                continue
+            called = set(m.called)
+            if (called == wanted) if strict_equal else wanted <= called:
+                return i
+        return None
+
+    def is_queued_above(
+        self, n: int, mutation_type: MutationType | str, states: StatesArg
+    ) -> bool:
+        """True if more than *n* queued mutations match (type, states included)."""
+        mtype = MutationType(mutation_type)
+        wanted = set(self._parse(states))
+        count = sum(
+            1
+            for m in self._queue
+            if m.fn is None and m.type is mtype and wanted <= set(m.called)
+        )
+        return count > n
+
+    def will_be(self, states: StatesArg) -> bool:
+        """True if a queued ``add``/``set`` calls all of *states*."""
+        wanted = set(self._parse(states))
+        return any(
+            m.fn is None
+            and not m.is_check
+            and m.type is not REMOVE
+            and wanted <= set(m.called)
+            for m in self._queue
+        )
+
+    def will_be_removed(self, states: StatesArg) -> bool:
+        """True if a queued ``remove`` calls all of *states*."""
+        wanted = set(self._parse(states))
+        return any(
+            m.fn is None
+            and not m.is_check
+            and m.type is REMOVE
+            and wanted <= set(m.called)
+            for m in self._queue
+        )
+
+    # ------------------------------------------------------------------ relations
+
+    def relations_of(self, state: str) -> list[str]:
+        """The kinds of relation *state* has, in the order add, require, remove, after."""
+        st = self._schema[self._parse(state)[0]]
+        return [k for k in ("add", "require", "remove", "after") if getattr(st, k)]
+
+    def relations_between(self, from_state: str, to_state: str) -> list[str]:
+        """The kinds of relation from *from_state* to *to_state* (fixed kind order)."""
+        a = self._parse(from_state)[0]
+        b = self._parse(to_state)[0]
+        st = self._schema[a]
+        return [k for k in ("add", "require", "remove", "after") if b in getattr(st, k)]
+
+    # ------------------------------------------------------------------ mutations
+
+    def add(
+        self,
+        states: StatesArg,
+        args: Mapping[str, object] | None = None,
+        *,
+        event: Event | None = None,
+    ) -> Result:
+        """
+        Activate *states* (keeping the active ones), resolving relations first.
+
+        Returns:
+            ``EXECUTED``, ``CANCELED`` or a queued :class:`Result` (``>= 2``) when called
+            while the queue is being processed.
+
+        Raises:
+            StateUnknownError: a name is not in the schema (nothing is queued).
+        """
+        return self._enqueue(ADD, states, args, event)
+
+    def remove(
+        self,
+        states: StatesArg,
+        args: Mapping[str, object] | None = None,
+        *,
+        event: Event | None = None,
+    ) -> Result:
+        """Deactivate *states*; same results and errors as :meth:`add`."""
+        return self._enqueue(REMOVE, states, args, event)
+
+    def set(
+        self,
+        states: StatesArg,
+        args: Mapping[str, object] | None = None,
+        *,
+        event: Event | None = None,
+    ) -> Result:
+        """Make *states* the active states; same results and errors as :meth:`add`."""
+        return self._enqueue(SET, states, args, event)
+
+    def toggle(
+        self,
+        states: StatesArg,
+        args: Mapping[str, object] | None = None,
+        *,
+        event: Event | None = None,
+    ) -> Result:
+        """``remove`` if all *states* are active, else ``add`` (decided now) [10.5]."""
+        if self._disposing:
+            return CANCELED
+        called = self._parse(states)
+        active = self._active_set
+        mtype = REMOVE if all(s in active for s in called) else ADD
+        return self._enqueue(mtype, called, args, event)
+
+    def add_err(
+        self,
+        err: BaseException | None,
+        args: Mapping[str, object] | None = None,
+        *,
+        event: Event | None = None,
+    ) -> Result:
+        """Add the ``Exception`` state carrying *err* [E1]."""
+        return self.add_err_state(EXCEPTION, err, args, event=event)
+
+    def add_err_state(
+        self,
+        state: str,
+        err: BaseException | None,
+        args: Mapping[str, object] | None = None,
+        *,
+        event: Event | None = None,
+    ) -> Result:
+        """
+        Add *state* together with ``Exception``, carrying *err* [E1].
+
+        The args handlers see hold ``err`` (the exception) and ``err_trace`` (its
+        formatted traceback). Returns CANCELED for ``None``, for task cancellation
+        errors and while disposing.
+        """
+        if self._disposing or err is None or _is_cancellation(err):
+            return CANCELED
+        called = self._parse((state, EXCEPTION))
+        if len(self._queue) >= self.queue_limit:
+            return CANCELED
+        self._err = err
+        self._call_on_error(err)
+        a = dict(args) if args else {}
+        a["err"] = err
+        a["err_trace"] = "".join(traceback.format_exception(err))
+        return self._enqueue(ADD, called, a, event, limit_carveout=False)
+
+    def can_add(
+        self, states: StatesArg, args: Mapping[str, object] | None = None
+    ) -> Result:
+        """
+        Check whether ``add(states)`` would be accepted, without applying anything.
+
+        The check resolves relations and runs the negotiation handlers (their own
+        mutations really happen). From a handler it is queued next (returns 2).
+        """
+        return self._check(ADD, states, args)
+
+    def can_remove(
+        self, states: StatesArg, args: Mapping[str, object] | None = None
+    ) -> Result:
+        """Check whether ``remove(states)`` would be accepted; see :meth:`can_add`."""
+        return self._check(REMOVE, states, args)
+
+    def can_set(
+        self, states: StatesArg, args: Mapping[str, object] | None = None
+    ) -> Result:
+        """Check whether ``set(states)`` would be accepted; see :meth:`can_add`."""
+        return self._check(SET, states, args)
+
+    def _check(
+        self, mtype: MutationType, states: StatesArg, args: Mapping[str, object] | None
+    ) -> Result:
+        if self._disposing:
+            return CANCELED
+        called = self._parse(states)
+        mut = Mutation(mtype, called, dict(args) if args else {}, is_check=True)
+        return self._prepend(mut)
+
+    def _enqueue(
+        self,
+        mtype: MutationType,
+        states: StatesArg,
+        args: Mapping[str, object] | None,
+        event: Event | None,
+        *,
+        limit_carveout: bool = True,
+    ) -> Result:
+        """Entry checks, de-duplication, append and drain [Q1]."""
+        if self._disposing:
+            return CANCELED
+        queue = self._queue
+        if len(queue) >= self.queue_limit:
+            # One Exception can always get in (and out) [Q1.2].
+            named = [states] if isinstance(states, str) else list(states)
+            has_exc = EXCEPTION in named
+            exc_active = EXCEPTION in self._active_set
+            if not (
+                limit_carveout
+                and event is None
+                and has_exc
+                and (
+                    (mtype is ADD and not exc_active)
+                    or (mtype is REMOVE and exc_active)
+                )
+            ):
+                self._log(3, "[queue:limit] %s canceled", mtype)
+                return CANCELED
+        called = self._parse(states)
+        active = self._active_set
+        if (
+            mtype is REMOVE
+            and self._processing
+            and not queue
+            and not any(s in active for s in called)
+        ):
+            # The remove shortcut: nothing to remove, called from a handler [Q1.4].
+            return EXECUTED
+        if not args:
+            multi = self._rel.multi
+            if queue and not any(s in multi for s in called):
+                # De-duplication [Q1.5].
+                cset = set(called)
+                for m in queue:
+                    if (
+                        m.type is mtype
+                        and not m.args
+                        and not m.is_check
+                        and m.fn is None
+                        and set(m.called) == cset
+                    ):
+                        if self._log_level >= 3:
+                            self._log(
+                                3,
+                                "[queue:skipped] Duplicate detected for [%s] %s",
+                                mtype,
+                                " ".join(called),
+                            )
+                        return EXECUTED
+            margs: dict[str, object] = {}
+        else:
+            margs = dict(args)
+        self._pending += 1
+        tick = self._queue_tick + self._pending
+        source = None
+        if event is not None:
+            tx = event.transition
+            source = (tx.machine.id, tx.id, sum(tx.clock_before.values()))
+        mut = Mutation(mtype, called, margs, queue_tick=tick, source=source)
+        queue.append(mut)
+        if self._log_level >= 3:
+            self._log(
+                3, "[queue:%s] %s%s", mtype, " ".join(called), self._fmt_args(margs)
+            )
+        if "mutation_queued" in self._tr:
+            self._trace("mutation_queued", self, mut)
+        if self._processing:
+            if self._log_level >= 3:
+                self._log(3, "[postpone] queue running (%d items)", len(queue))
+            return Result(tick)
+        return self._drain()
+
+    def _prepend(self, mut: Mutation) -> Result:
+        """Put *mut* at the head of the queue and drain, or return QUEUED [Q5]."""
+        self._queue.appendleft(mut)
+        if "mutation_queued" in self._tr:
+            self._trace("mutation_queued", self, mut)
+        if self._processing:
+            return Result.QUEUED
+        return self._drain()
+
+    def _drain(self) -> Result:
+        """Process the queue until it is empty; the first item's result [Q3]."""
+        self._processing = True
+        queue = self._queue
+        first: Result | None = None
+        try:
+            while queue:
+                mut = queue.popleft()
+                if mut.queue_tick:
+                    self._queue_tick += 1
+                    self._pending -= 1
+                res = self._transition_run(mut)
+                if first is None:
+                    first = res
+        finally:
+            self._transition = None
+            self._processing = False
+            if "queue_end" in self._tr:
+                self._trace("queue_end", self)
+            if self._dispose_deferred:
+                self._dispose_deferred = False
+                self._do_dispose()
+        return first if first is not None else EXECUTED
+
+    # ------------------------------------------------------------------ transitions
+
+    def _transition_run(self, mut: Mutation) -> Result:
+        """Run one transition [H5-H13]."""
+        rel = self._rel
+        mtype = mut.type
+        called = mut.called
+        is_auto = mut.is_auto
+        is_check = mut.is_check
+        before = self._active
+        before_set = self._active_set
+        self._tx_seq += 1
+        tx = Transition(self, self._tx_seq, mut, tuple(before), dict(self._clock))
+        self._transition = tx
+        log_level = self._log_level
+
+        # H5: setup
+        if mtype is ADD:
+            to_set: list[str] = [*called, *before]
+        elif mtype is REMOVE:
+            to_set = [s for s in before if s not in called]
+        else:
+            to_set = list(called)
+        target = rel.resolve(mtype is REMOVE, called, before_set, to_set)
+        accepted = True
+        if mtype is not REMOVE:
+            tset = set(target)
+            rejected = [c for c in called if c not in tset]
+            if rejected:
+                if is_auto:
+                    accepted = len(rejected) < len(called)
+                elif is_check:
+                    multi = rel.multi
+                    accepted = any(c in multi for c in called)
+                else:
+                    accepted = False
+                if not accepted and log_level >= 3:
+                    self._log(3, "[cancel:reject] %s", " ".join(rejected))
+        tx.target = target
+        tx.accepted = accepted
+        if accepted:
+            self._exits_enters(tx, target, before, before_set, called)
+        if log_level >= 3:
+            self._log_tx_start(tx, to_set)
+        tr = self._tr
+        if tr:
+            if "transition_init" in tr:
+                self._trace("transition_init", tx)
+            if "transition_start" in tr:
+                self._trace("transition_start", tx)
+
+        failed: _HandlerFailed | None = None
+        # H6: negotiation
+        if accepted:
+            try:
+                accepted = self._negotiate(tx)
+            except _HandlerFailed as f:
+                accepted = False
+                failed = f
+            tx.accepted = accepted
+
+        if is_check:  # H7
+            return self._complete(tx, EXECUTED if accepted else CANCELED, failed)
+
+        if is_auto and accepted:  # H8
+            tset = set(tx.target)
+            clean = [c for c in called if c in tset]
+            target = rel.resolve(False, clean, before_set, [*clean, *before])
+            tx.target = target
+            self._exits_enters(tx, target, before, before_set, called)
+
+        has_changed = False
+        if accepted:
+            # H10: apply
+            target = tx.target
+            exits = tx.exits
+            enters = tx.enters
+            clock = self._clock
+            for s in exits:
+                clock[s] += 1
+            for s in enters:
+                clock[s] += 2 if s in before_set else 1
+            self._active = list(target)
+            self._active_set = set(target)
+            has_changed = bool(exits or enters)
+            if log_level >= 2 and has_changed:
+                self._log_changes(tx)
+            if "transition_finals" in tr:
+                self._trace("transition_finals", tx)
+            # H11: final handlers
+            if self._hmap:
+                try:
+                    self._finals(tx)
+                except _HandlerFailed as f:
+                    failed = f
+                    accepted = tx.accepted = False
+            tx.clock_after = dict(clock)
+
+        # H12
+        if self.on_change is not None and has_changed:
+            try:
+                self.on_change(self, tx.time_before, tx.time_after)
+            except Exception as exc:  # noqa: BLE001 - user code: errors become state
+                self.err_internal.append(exc)
+                self._log(2, "[error] on_change raised %r", exc)
+        if (
+            accepted
+            and has_changed
+            and not is_auto
+            and not (mtype is ADD and called in _HEALTH)
+            and rel.auto_names
+        ):
+            self._queue_auto()
+
+        # H13
+        if not accepted:
+            res = CANCELED
+        elif mtype is REMOVE:
+            active = self._active_set
+            res = CANCELED if any(s in active for s in called) else EXECUTED
+        elif is_auto:
+            res = EXECUTED if len(tx.target) > len(before) else CANCELED
+        else:
+            active = self._active_set
+            res = EXECUTED if all(s in active for s in tx.target) else CANCELED
+        return self._complete(tx, res, failed)
+
+    def _complete(
+        self, tx: Transition, res: Result, failed: _HandlerFailed | None
+    ) -> Result:
+        tx.is_completed = True
+        if tx.clock_after is None:
+            tx.clock_after = tx.clock_before
+        if "transition_end" in self._tr:
+            self._trace("transition_end", tx)
+        if failed is not None:
+            self._handler_failed(tx, failed)
+        return res
+
+    def _exits_enters(
+        self,
+        tx: Transition,
+        target: list[str],
+        before: list[str],
+        before_set: _StrSet,
+        called: tuple[str, ...],
+    ) -> None:
+        """Compute exits (sorted like targets) and enters [R11]."""
+        tset = set(target)
+        exits = [s for s in before if s not in tset]
+        if len(exits) > 1:
+            self._rel.sort_states(exits)
+        multi = self._rel.multi
+        tx.exits = exits
+        tx.enters = [
+            s for s in target if s not in before_set or (s in multi and s in called)
+        ]
+
+    def _negotiate(self, tx: Transition) -> bool:
+        """Negotiation handlers [H6]; False when canceled."""
+        hmap = self._hmap
+        mut = tx.mutation
+        is_auto = mut.is_auto
+        target = tx.target
+        if not hmap:
+            return not (is_auto and not target)
+        auto = self._rel.auto_names
+        hn = self._hn
+        call = self._call
+        # 1. exits
+        for s in tx.exits:
+            fns = hmap.get(hn[s][1])
+            if fns and not call(tx, hn[s][1], fns):
+                return self._cancel(tx, hn[s][1])
+        # 2. enters
+        for s in tx.enters:
+            fns = hmap.get(hn[s][0])
+            if fns and not call(tx, hn[s][0], fns):
+                if is_auto and s in auto:
+                    if s in target:
+                        target.remove(s)
+                    continue
+                return self._cancel(tx, hn[s][0])
+        before = tx.states_before
+        # 3. self handlers
+        if mut.type is not REMOVE and before:
+            for s in list(target):
+                if s not in before:
+                    continue
+                name = hn[s][4]
+                fns = hmap.get(name)
+                if fns and not call(tx, name, fns):
+                    if is_auto and s in auto:
+                        if s in target:
+                            target.remove(s)
+                        continue
+                    return self._cancel(tx, name, ":self")
+        # 4. pairs
+        pairs = self._pairs
+        if pairs and before:
+            snapshot = list(target)
+            for b in before:
+                pm = pairs.get(b)
+                if not pm:
+                    continue
+                for t in snapshot:
+                    if t == b:
+                        continue
+                    entry = pm.get(t)
+                    if entry and not call(tx, entry[0], entry[1]):
+                        if is_auto and t in auto:
+                            if t in target:
+                                target.remove(t)
+                            continue
+                        return self._cancel(tx, entry[0])
+        # 5. an auto transition with nothing left
+        if is_auto and not target:
+            return False
+        # 6. any_enter
+        fns = hmap.get("any_enter")
+        if fns and not call(tx, "any_enter", fns):
+            return self._cancel(tx, "any_enter")
+        return True
+
+    def _cancel(self, tx: Transition, by: str, kind: str = "") -> bool:
+        if self._log_level >= 3:
+            self._log(3, "[cancel%s] (%s) by %s", kind, " ".join(tx.target), by)
+        return False
+
+    def _finals(self, tx: Transition) -> None:
+        """Final handlers [H11]; raises _HandlerFailed after a rollback [E4]."""
+        hmap = self._hmap
+        hn = self._hn
+        call = self._call
+        for s in tx.exits:
+            name = hn[s][3]
+            fns = hmap.get(name)
+            if fns:
+                call(tx, name, fns)
+        enters = tx.enters
+        for i, s in enumerate(enters):
+            name = hn[s][2]
+            fns = hmap.get(name)
+            if fns:
+                try:
+                    call(tx, name, fns)
+                except _HandlerFailed:
+                    self._rollback(tx, enters[i:])
+                    raise
+        fns = hmap.get("any_state")
+        if fns:
+            call(tx, "any_state", fns)
+
+    def _rollback(self, tx: Transition, states: list[str]) -> None:
+        """Deactivate *states* again after a failed ``X_state`` [E4, DEV-5]."""
+        clock = self._clock
+        gone = set()
+        for s in states:
+            if s in self._active_set:
+                clock[s] += 1
+                gone.add(s)
+        self._active = [s for s in self._active if s not in gone]
+        self._active_set -= gone
+        if self._log_level >= 2 and gone:
+            self._log(
+                2, "[rollback] %s", " ".join("-" + s for s in states if s in gone)
+            )
+
+    def _call(self, tx: Transition, name: str, fns: _Fns) -> bool:
+        """Call every handler bound as *name*; False on the first rejection [H1, H3]."""
+        tr = self._tr
+        timeout = self._handler_timeout
+        if self._log_level >= 4:
+            self._log(4, "[handler] %s", name)
+        for bid, fn in fns:
+            ev = Event(name, tx)
+            if tr and "handler_start" in tr:
+                self._trace("handler_start", tx, bid, name)
+            t0 = _time.monotonic() if timeout is not None else 0.0
+            try:
+                ret = fn(ev)
+            except Exception as exc:  # noqa: BLE001 - user code: errors become state
+                if tr and "handler_end" in tr:
+                    self._trace("handler_end", tx, bid, name)
+                raise _HandlerFailed(name, exc) from None
+            if tr and "handler_end" in tr:
+                self._trace("handler_end", tx, bid, name)
+            if timeout is not None and _time.monotonic() - t0 > timeout:
+                raise _HandlerFailed(name, None)
+            if ret is False:
+                return False
+        return True
+
+    def _handler_failed(self, tx: Transition, failed: _HandlerFailed) -> None:
+        """Handle a handler exception or timeout once *tx* is complete [E3-E6]."""
+        if failed.exc is None:
+            err = HandlerTimeoutError(
+                f"handler {failed.name!r} ran over {self._handler_timeout}s"
+            )
+            self.err_internal.append(err)
+            self._log(3, "[cancel] (%s) by timeout", " ".join(tx.target))
+            return
+        exc = failed.exc
+        self._err = exc
+        self._log(3, "[cancel] (%s) by recover", " ".join(tx.target))
+        if not self.catch_exceptions:
+            # E6: keep the queue, end the drain, re-raise from the draining call.
+            raise exc
+        self._call_on_error(exc)
+        mut = tx.mutation
+        if EXCEPTION in mut.called:
+            # No nested Exception: cancel/rollback and keep working [E5, DEV-6].
+            self._log(
+                2, "[error] %s raised while adding Exception: %r", failed.name, exc
+            )
+            return
+        args: dict[str, object] = {
+            "err": exc,
+            "err_trace": "".join(traceback.format_exception(exc)),
+            "panic": {
+                "called_states": list(mut.called),
+                "states_before": list(tx.states_before),
+                "transition": tx,
+                "handler": failed.name,
+            },
+        }
+        self._prepend(Mutation(ADD, (EXCEPTION,), args))
+
+    def _queue_auto(self) -> None:
+        """Prepend the auto mutation, if any auto state can activate [A1, A2]."""
+        active = self._active_set
+        removed_by = self._rel.removed_by
+        called = tuple(
+            s
+            for s in self._rel.auto_names
+            if s not in active and not any(b in active for b in removed_by.get(s, ()))
+        )
+        if not called:
+            return
+        if self._log_level >= 3:
+            self._log(3, "[auto] %s", " ".join(called))
+        self._prepend(Mutation(ADD, called, {}, is_auto=True))
+
+    # ------------------------------------------------------------------ errors
+
+    def _call_on_error(self, err: BaseException) -> None:
+        if self.on_error is None:
+            return
+        try:
+            self.on_error(self, err)
+        except Exception as exc:  # noqa: BLE001 - user code: errors become state
+            self.err_internal.append(exc)
+            self._log(2, "[error] on_error raised %r", exc)
+
+    # ------------------------------------------------------------------ handlers
+
+    def bind_handlers(self, obj: object) -> int:
+        """
+        Bind the handler methods of *obj*; returns a binding id for
+        :meth:`detach_handlers`.
+
+        Raises:
+            TypeError: a handler is a coroutine function.
+        """
+        fns = scan_handlers(obj, self._index)
+        self._binding_seq += 1
+        bid = self._binding_seq
+        self._bindings[bid] = _Binding(bid, obj, fns)
+        self._rebuild_handlers()
+        first = not self._ever_bound
+        self._ever_bound = True
+        if self._log_level >= 3:
+            self._log(3, "[bind] %s (%d handlers)", type(obj).__name__, len(fns))
+        if first and self._err is not None and EXCEPTION in self._active_set:
+            # Go's first binding re-adds the pending error [S9].
+            self.add_err(self._err)
+        return bid
+
+    def detach_handlers(self, binding_id: int) -> None:
+        """Unbind the handlers bound under *binding_id*."""
+        if self._bindings.pop(binding_id, None) is None:
+            raise KeyError(f"no handler binding {binding_id}")
+        self._rebuild_handlers()
+
+    def _build_handler_names(self) -> None:
+        self._hn = {
+            s: (f"{s}_enter", f"{s}_exit", f"{s}_state", f"{s}_end", f"{s}_{s}")
+            for s in self._names
+        }
+
+    def _rebuild_handlers(self) -> None:
+        hmap: dict[str, list[tuple[int, Handler]]] = {}
+        for b in self._bindings.values():
+            for name, fn in b.fns.items():
+                hmap.setdefault(name, []).append((b.id, fn))
+        self._hmap = {k: tuple(v) for k, v in hmap.items()}
+        pairs: dict[str, dict[str, tuple[str, _Fns]]] = {}
+        index = self._index
+        for name, fns in self._hmap.items():
+            head, _, tail = name.partition("_")
+            if tail in index and head != tail:
+                pairs.setdefault(head, {})[tail] = (name, fns)
+        self._pairs = pairs
+
+    # ------------------------------------------------------------------ tracers
+
+    def add_tracer(self, tracer: object) -> None:
+        """Attach a tracer (see :class:`TracerNoOp` for the hooks)."""
+        if tracer not in self._tracers:
+            self._tracers.append(tracer)
+            self._tr = tracer_hooks(self._tracers)
+
+    bind_tracer = add_tracer
+
+    def detach_tracer(self, tracer: object) -> None:
+        """Detach a tracer."""
+        self._tracers.remove(tracer)
+        self._tr = tracer_hooks(self._tracers)
+
+    @property
+    def tracers(self) -> list[object]:
+        """The attached tracers (a copy)."""
+        return list(self._tracers)
+
+    def _trace(self, hook: str, *args: object) -> None:
+        for fn in list(self._tr.get(hook, ())):
+            try:
+                fn(*args)
+            except Exception as exc:  # noqa: BLE001 - user code: errors become state
+                self._disable_hook(hook, fn, exc)
+
+    def _disable_hook(
+        self, hook: str, fn: Callable[..., object], exc: BaseException
+    ) -> None:
+        hook_failed(fn, exc)
+        self.err_internal.append(exc)
+        fns = self._tr.get(hook)
+        if fns and fn in fns:
+            fns.remove(fn)
+            if not fns:
+                del self._tr[hook]
+
+    # ------------------------------------------------------------------ logging
+
+    def log(self, msg: str, *args: object) -> None:
+        """Log an external message (level 1, prefixed ``[exter]``)."""
+        if self._log_level >= 1:
+            self._log(1, "[exter] " + msg, *args)
+
+    def _log(self, level: int, msg: str, *args: object) -> None:
+        if level <= self._log_level:
+            self.logger.log(
+                _PY_LEVELS.get(level, logging.DEBUG), "[%s] " + msg, self._id5, *args
+            )
+
+    def _fmt_args(self, args: Mapping[str, object]) -> str:
+        if not args:
+            return ""
+        mapped = self.log_args(args)
+        if not mapped:
+            return ""
+        return " (" + " ".join(f"{k}={mapped[k]}" for k in sorted(mapped)) + ")"
+
+    def _log_tx_start(self, tx: Transition, to_set: list[str]) -> None:
+        mut = tx.mutation
+        kind = f"{mut.type}:auto" if mut.is_auto else str(mut.type)
+        if mut.is_check:
+            kind += ":check"
+        level = 4 if mut.is_auto else 3
+        self._log(
+            level, "[%s] %s%s", kind, " ".join(mut.called), self._fmt_args(mut.args)
+        )
+        implied = [s for s in tx.target if s not in to_set]
+        if implied:
+            self._log(3, "[implied] %s", " ".join(implied))
+
+    def _log_changes(self, tx: Transition) -> None:
+        prefix = "auto_" if tx.mutation.is_auto else "state"
+        parts = [f"+{s}" for s in tx.enters] + [f"-{s}" for s in tx.exits]
+        self._log(2, "[%s] %s%s", prefix, " ".join(parts), self._fmt_args(tx.args))
+
+    # ------------------------------------------------------------------ strings
+
+    def __str__(self) -> str:
+        if self._disposed:
+            return ""
+        active = self._active_set
+        clock = self._clock
+        return (
+            "(" + " ".join(f"{n}:{clock[n]}" for n in self._names if n in active) + ")"
+        )
+
+    def string_all(self) -> str:
+        """Active states in ``()``, then inactive ones in ``[]``, with ticks."""
+        if self._disposed:
+            return ""
+        active = self._active_set
+        clock = self._clock
+        on = " ".join(f"{n}:{clock[n]}" for n in self._names if n in active)
+        off = " ".join(f"{n}:{clock[n]}" for n in self._names if n not in active)
+        return f"({on}) [{off}]"
+
+    def inspect(self, states: StatesArg | None = None) -> str:
+        """A multi-line dump of states, ticks and relations [10.8]."""
+        if self._disposed:
+            return ""
+        names = self._names if states is None else list(self._parse(states))
+        out = []
+        for n in names:
+            st = self._schema[n]
+            out.append(f"{1 if n in self._active_set else 0} {n}\n")
+            out.append(f"    |{'Tick'.ljust(9)}{self._clock[n]}\n")
+            if st.auto:
+                out.append(f"    |{'Auto'.ljust(9)}true\n")
+            if st.multi:
+                out.append(f"    |{'Multi'.ljust(9)}true\n")
+            for label, rel in (
+                ("Add", st.add),
+                ("Require", st.require),
+                ("Remove", st.remove),
+                ("After", st.after),
+            ):
+                if rel:
+                    out.append(f"    |{label.ljust(9)}{' '.join(rel)}\n")
+        return "".join(out)
+
+    def __repr__(self) -> str:
+        return f"<Machine id={self._id!r} {self}>"
+
+    # ------------------------------------------------------------------ export
+
+    def export(self) -> dict[str, object]:
+        """
+        The machine's clocks as a JSON/msgpack-friendly dict with the keys ``id``,
+        ``state_names``, ``time``, ``queue_tick`` and ``machine_tick``.
+        """
+        return {
+            "id": self._id,
+            "state_names": list(self._names),
+            "time": list(self._clock.values()),
+            "queue_tick": self._queue_tick,
+            "machine_tick": self._machine_tick,
+        }
+
+    @classmethod
+    def from_export(
+        cls,
+        data: Mapping[str, object],
+        schema: SchemaLike,
+        *,
+        handlers: object | Sequence[object] | None = None,
+        **options: object,
+    ) -> Machine:
+        """
+        Build a machine from :meth:`export` data and a schema; the id and state order
+        come from *data*, *options* are passed to the constructor.
+        """
+        names = _export_names(data)
+        mid = data.get("id")
+        if not isinstance(mid, str):
+            raise ExportError(f"export data needs a str 'id', got {mid!r}")
+        try:
+            mach = cls(schema, handlers=handlers, id=mid, names=names, **options)  # type: ignore[arg-type]
+        except SchemaError as exc:
+            raise ExportError(f"export data does not fit the schema: {exc}") from exc
+        mach.import_(data)
+        return mach
+
+    def import_(self, data: Mapping[str, object]) -> None:
+        """
+        Restore clocks exported by :meth:`export` into this machine [10.6].
+
+        Sets every tick, activates the states with odd ticks (in the exported order),
+        adopts the exported state order and sets the machine tick to the exported one
+        + 1. The queue tick is kept. No handlers run; a ``MachineRestored`` state, if
+        defined, is added afterwards.
+
+        Raises:
+            ExportError: the data is malformed, its id differs or its states do not
+                match the schema.
+            RuntimeError: called during a transition.
+        """
+        if self._processing:
+            raise RuntimeError("import_() cannot run during a transition")
+        mid = data.get("id")
+        if mid != self._id:
+            raise ExportError(
+                f"export id {mid!r} does not match machine id {self._id!r}"
+            )
+        names = _export_names(data)
+        ticks = data.get("time")
+        if (
+            not isinstance(ticks, list | tuple)
+            or len(ticks) != len(names)
+            or not all(
+                isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in ticks
+            )
+        ):
+            raise ExportError("export 'time' must list one tick (int >= 0) per state")
+        mtick = data.get("machine_tick", 0)
+        if not isinstance(mtick, int) or isinstance(mtick, bool) or mtick < 0:
+            raise ExportError(
+                f"export 'machine_tick' must be an int >= 0, got {mtick!r}"
+            )
+        if len(names) != len(self._schema):
+            raise ExportError(
+                f"export has {len(names)} states, the schema has {len(self._schema)}"
+            )
+        try:
+            order = resolve_names(self._schema, names)
+        except SchemaError as exc:
+            raise ExportError(str(exc)) from exc
+        self._set_order(order)
+        self._clock = {n: int(t) for n, t in zip(order, ticks, strict=True)}
+        self._clock = {n: self._clock[n] for n in self._names}
+        self._active = [n for n in order if self._clock[n] % 2 == 1]
+        self._active_set = set(self._active)
+        self._machine_tick = mtick + 1
+        self._log(2, "[import] %s", self)
+        if "verify_states" in self._tr:
+            self._trace("verify_states", self)
+        if "MachineRestored" in self._index:
+            self.add("MachineRestored")
+
+    def _set_order(self, order: list[str]) -> None:
+        self._names = order
+        self._explicit_names = True
+        self._index = {n: i for i, n in enumerate(order)}
+        self._clock = {n: self._clock.get(n, 0) for n in order}
+        self._rel = Relations(self._schema, order)
+        self._build_handler_names()
+
+    # ------------------------------------------------------------------ schema change
+
+    def set_schema(
+        self, schema: SchemaLike, names: Iterable[str] | None = None
+    ) -> None:
+        """
+        Replace the schema with one that has more states [10.7].
+
+        Existing ticks and active states are kept; new states start at tick 0. *names*
+        is the new state order (every state, ``Exception`` included); by default the
+        current order followed by the new states alphabetically.
+
+        Raises:
+            SchemaError: the new schema is invalid, has a require-remove conflict, drops
+                a state or does not grow; the old schema stays in place.
+            RuntimeError: called during a transition.
+        """
+        if self._processing:
+            raise RuntimeError("set_schema() cannot run during a transition")
+        normalized, conflicts = normalize_schema(schema)
+        if conflicts:
+            raise SchemaError("; ".join(conflicts))
+        missing = [n for n in self._schema if n not in normalized]
+        if missing:
+            raise SchemaError(
+                f"set_schema cannot drop states: missing {', '.join(map(repr, missing))}"
+            )
+        if len(normalized) <= len(self._schema):
+            raise SchemaError(
+                "set_schema needs more states than the current schema "
+                f"({len(normalized)} <= {len(self._schema)})"
+            )
+        if names is None:
+            new = sorted(n for n in normalized if n not in self._index)
+            order = [*self._names, *new]
+        else:
+            order = resolve_names(normalized, names)
+        old = {n: st.to_dict() for n, st in self._schema.items()}
+        self._schema = normalized
+        self._set_order(order)
+        self._explicit_names = names is not None or self._explicit_names
+        for b in self._bindings.values():
+            b.fns = scan_handlers(b.obj, self._index)
+        self._rebuild_handlers()
+        self._log(2, "[schema] %d states", len(order))
+        if "schema_change" in self._tr:
+            self._trace("schema_change", self, old)
+
+    # ------------------------------------------------------------------ dispose
+
+    def on_dispose(self, fn: Callable[[str], object]) -> None:
+        """Register *fn(machine_id)* to run when the machine is disposed."""
+        self._on_dispose.append(fn)
+
+    def dispose(self) -> None:
+        """
+        Dispose the machine: from now on mutations are canceled and readers return
+        empty values. Called from a handler, it runs once the queue has drained.
+        """
+        if self._disposing:
+            return
+        if self._processing:
+            self._dispose_deferred = True
+            return
+        self._do_dispose()
+
+    def _do_dispose(self) -> None:
+        if self._disposing:
+            return
+        if "Start" in self._active_set:
+            self.remove("Start")
+        self._disposing = True
+        self._log(3, "[dispose]")
+        if "machine_dispose" in self._tr:
+            self._trace("machine_dispose", self._id)
+        self._bindings.clear()
+        self._rebuild_handlers()
+        self._queue.clear()
+        self._pending = 0
+        self._disposed = True
+        for fn in self._on_dispose:
+            try:
+                fn(self._id)
+            except Exception as exc:  # noqa: BLE001 - user code: errors become state
+                self.err_internal.append(exc)
+                self._log(2, "[error] on_dispose raised %r", exc)
+
+
+def _export_names(data: Mapping[str, object]) -> list[str]:
+    if not isinstance(data, Mapping):
+        raise ExportError(f"export data must be a mapping, got {type(data).__name__}")
+    names = data.get("state_names")
+    if not isinstance(names, list | tuple) or not all(
+        isinstance(n, str) for n in names
+    ):
+        raise ExportError("export data needs 'state_names', a list of str")
+    return list(names)
+
+
+def _is_cancellation(err: BaseException) -> bool:
+    """Task cancellation is not an error (Go ignores context.Canceled) [E1]."""
+    import asyncio
+
+    if isinstance(err, asyncio.CancelledError):
+        return True
+    cls = type(err)
+    return cls.__name__ == "Cancelled" and cls.__module__.startswith("trio")
