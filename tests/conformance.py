@@ -133,7 +133,7 @@ def replay(
 
 def compare(case: dict[str, Any]) -> list[str]:
     """Every difference between the recording and the replay (empty when equal)."""
-    diffs = []
+    diffs: list[str] = []
     for label, exp, actual in replay(case):
         diffs.extend(
             f"{case['id']} {label}: {key}\n  expected {exp[key]}\n"

@@ -50,7 +50,8 @@ def _public_members(obj: type) -> list[tuple[str, object]]:
     return [
         (name, member)
         for name, member in vars(obj).items()
-        if not name.startswith("_") and (callable(member) or isinstance(member, property))
+        if not name.startswith("_")
+        and (callable(member) or isinstance(member, property))
     ]
 
 
