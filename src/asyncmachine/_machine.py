@@ -847,7 +847,11 @@ class Machine:
             to_set = [s for s in before if s not in called]
         else:
             to_set = list(called)
-        target = rel.resolve(mtype is REMOVE, called, before_set, to_set)
+        rlog = None
+        if log_level >= 3:
+            self._log_tx_start(mut)
+            rlog = self._log_resolver
+        target = rel.resolve(mtype is REMOVE, called, before_set, to_set, rlog, is_auto)
         accepted = True
         if mtype is not REMOVE:
             tset = set(target)
@@ -867,7 +871,9 @@ class Machine:
         if accepted:
             self._exits_enters(tx, target, before, before_set, called)
         if log_level >= 3:
-            self._log_tx_start(tx, to_set)
+            implied = [s for s in target if s not in to_set]
+            if implied:
+                self._log(3, "[implied] %s", " ".join(implied))
         tr = self._tr
         if tr:
             if "transition_init" in tr:
@@ -891,7 +897,9 @@ class Machine:
         if is_auto and accepted:  # H8
             tset = set(tx.target)
             clean = [c for c in called if c in tset]
-            target = rel.resolve(False, clean, before_set, [*clean, *before])
+            target = rel.resolve(
+                False, clean, before_set, [*clean, *before], rlog, is_auto
+            )
             tx.target = target
             self._exits_enters(tx, target, before, before_set, called)
 
@@ -1279,6 +1287,9 @@ class Machine:
                 _PY_LEVELS.get(level, logging.DEBUG), "[%s] " + msg, self._id5, *args
             )
 
+    def _log_resolver(self, level: int, msg: str) -> None:
+        self._log(level, "%s", msg)
+
     def _fmt_args(self, args: Mapping[str, object]) -> str:
         if not args:
             return ""
@@ -1287,8 +1298,7 @@ class Machine:
             return ""
         return " (" + " ".join(f"{k}={mapped[k]}" for k in sorted(mapped)) + ")"
 
-    def _log_tx_start(self, tx: Transition, to_set: list[str]) -> None:
-        mut = tx.mutation
+    def _log_tx_start(self, mut: Mutation) -> None:
         kind = f"{mut.type}:auto" if mut.is_auto else str(mut.type)
         if mut.is_check:
             kind += ":check"
@@ -1296,9 +1306,6 @@ class Machine:
         self._log(
             level, "[%s] %s%s", kind, " ".join(mut.called), self._fmt_args(mut.args)
         )
-        implied = [s for s in tx.target if s not in to_set]
-        if implied:
-            self._log(3, "[implied] %s", " ".join(implied))
 
     def _log_changes(self, tx: Transition) -> None:
         prefix = "auto_" if tx.mutation.is_auto else "state"

@@ -24,12 +24,15 @@ kept quirk of the Go original. The tables are built once per schema.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from ._schema import State, require_topology
 from ._sort import go_stable_sort
 
-__all__ = ("Relations",)
+__all__ = ("LogFn", "Relations")
+
+#: ``log(level, message)``: receives the resolver's reasoning (R3, R4 log lines).
+LogFn = Callable[[int, str], None]
 
 _INSERTION_MAX = 20
 
@@ -90,15 +93,21 @@ class Relations:
         called: Sequence[str],
         before: Iterable[str],
         to_set: Iterable[str],
+        log: LogFn | None = None,
+        is_auto: bool = False,
     ) -> list[str]:
-        """Return the ordered target states for a mutation [R1-R8]."""
+        """
+        Return the ordered target states for a mutation [R1-R8].
+
+        *log*, when given, receives ``[reject]`` and ``[rel:remove]`` lines.
+        """
         before_set = before if isinstance(before, set | frozenset) else set(before)
         s = list(dict.fromkeys(to_set))  # R1
         if self.add:
             s = list(dict.fromkeys(self._follow_add(is_remove, called, before_set, s)))
-        s = self._drop_unmet(s)  # R3
+        s = self._drop_unmet(s, log, is_auto)  # R3
         if self.remove:
-            kept = self._remove_blocking(s)  # R4 (reversed order)
+            kept = self._remove_blocking(s, log, before_set)  # R4 (reversed order)
             removed: set[str] = set()
             rm = self.remove
             for k in kept:  # R5
@@ -111,7 +120,7 @@ class Relations:
                 kept = [x for x in kept if x not in removed]
             kept = list(dict.fromkeys(kept))  # R6
             kept.reverse()
-            target = self._drop_unmet(kept)  # R7
+            target = self._drop_unmet(kept, log, is_auto)  # R7
         else:
             # Without remove relations R4-R6 keep every state; R6 only re-follows add.
             if self.add:
@@ -120,7 +129,7 @@ class Relations:
                     dict.fromkeys(self._follow_add(is_remove, called, before_set, kept))
                 )
                 kept.reverse()
-                target = self._drop_unmet(kept)
+                target = self._drop_unmet(kept, log, is_auto)
             else:
                 target = s
         self.sort_states(target)  # R8
@@ -154,7 +163,9 @@ class Relations:
             seen.add(name)
         return out
 
-    def _drop_unmet(self, states: list[str]) -> list[str]:
+    def _drop_unmet(
+        self, states: list[str], log: LogFn | None = None, is_auto: bool = False
+    ) -> list[str]:
         """Drop states whose ``require`` is unmet, until stable [R3, R7]."""
         require = self.require
         if not require:
@@ -168,9 +179,21 @@ class Relations:
             ]
             if len(ok) == len(states):
                 return ok
+            if log is not None:
+                for x in states:
+                    missing = [r for r in require.get(x, ()) if r not in present]
+                    if missing:
+                        kind = "reject:auto" if is_auto else "reject"
+                        level = 4 if is_auto else 3
+                        log(level, f"[{kind}] {x}(-{' -'.join(missing)})")
             states = ok
 
-    def _remove_blocking(self, s: list[str]) -> list[str]:
+    def _remove_blocking(
+        self,
+        s: list[str],
+        log: LogFn | None = None,
+        before: set[str] | frozenset[str] = frozenset(),
+    ) -> list[str]:
         """Remove-blocking walk from the end [R4]; the result is in reversed order."""
         removed_by = self.removed_by
         present = set(s)
@@ -179,14 +202,14 @@ class Relations:
         for name in reversed(s):
             removers = removed_by.get(name)
             if removers and any(b in present and b not in blocked for b in removers):
+                if log is not None:
+                    by = [b for b in removers if b in present and b not in blocked]
+                    level = 3 if name in before else 4
+                    log(level, f"[rel:remove] {name} by {' '.join(by)}")
                 blocked.add(name)
             else:
                 kept.append(name)
         return kept
-
-    def blockers(self, name: str, states: Iterable[str]) -> list[str]:
-        """States of *states* whose ``remove`` lists *name* (for log messages)."""
-        return [b for b in states if name in self.remove.get(b, ())]
 
     # -- ordering -------------------------------------------------------------------
 
