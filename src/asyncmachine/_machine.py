@@ -931,7 +931,7 @@ class Machine:
             tx.clock_after = dict(clock)
 
         # H12
-        if self.on_change is not None and has_changed:
+        if self.on_change is not None:  # also for canceled transitions [H12]
             try:
                 self.on_change(self, tx.time_before, tx.time_after)
             except Exception as exc:  # noqa: BLE001 - user code: errors become state
