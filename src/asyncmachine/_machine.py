@@ -21,16 +21,31 @@ The machine is synchronous and deterministic; it needs no event loop.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import logging
 import os
 import secrets
+import threading
 import time as _time
 import traceback
 import types
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Final, TypeAlias
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Mapping,
+    Sequence,
+)
+from functools import partial
+from typing import TYPE_CHECKING, Final, Self, TypeAlias, TypeVar
 
+import anyio
+
+from ._context import Context, StateContext
 from ._core._mutation import CANCELED, EXECUTED, Mutation, MutationType, Result
 from ._core._relations import Relations
 from ._core._schema import (
@@ -48,6 +63,14 @@ from ._errors import (
 from ._handlers import Handler, scan_handlers
 from ._tracing import hook_failed, tracer_hooks
 from ._transition import Event, Transition
+from ._waiting import Waiter
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from anyio.abc import TaskGroup
+
+T = TypeVar("T")
 
 __all__ = (
     "Machine",
@@ -262,6 +285,32 @@ class Machine:
         self._disposed = False
         self._dispose_deferred = False
         self._on_dispose: list[Callable[[str], object]] = []
+
+        # async runtime: contexts, waiters, tasks, threads
+        #: Expires on dispose; state contexts and tasks are its children.
+        self._root_ctx = Context()
+        #: At most one live context per state [X2].
+        self._state_ctxs: dict[str, StateContext] = {}
+        self._wby: dict[str, list[Waiter]] = {}
+        self._wtick: list[tuple[Waiter, int]] = []
+        self._wquery: list[Waiter] = []
+        self._wargs: dict[str, list[tuple[Waiter, dict[str, object]]]] = {}
+        self._wqend: list[Waiter] = []
+        self._wdisposed: list[Waiter] = []
+        #: States whose tick changed in the last transition (exits, enters).
+        self._changed: tuple[list[str], list[str]] | None = None
+        #: The thread of the event loop the machine is bound to [13.4].
+        self._owner: int | None = None
+        self._loop_key: object = None
+        self._wake: Callable[[], object] | None = None
+        self._wake_scheduled = False
+        #: Work submitted by other threads, drained on the loop thread.
+        self._foreign: deque[
+            tuple[Callable[[], object], concurrent.futures.Future[object]]
+        ] = deque()
+        self._tg: TaskGroup | None = None
+        #: Report nested ``eval()`` calls as errors (Go ``DetectEval``).
+        self.detect_eval = False
 
         for fn in list(self._tr.get("machine_init", ())):
             try:
@@ -521,7 +570,7 @@ class Machine:
         mtype = MutationType(mutation_type)
         wanted = set(self._parse(states))
         for i, m in enumerate(self._queue):
-            if m.fn is not None or m.type is not mtype or m.is_check != is_check:
+            if m.type is not mtype or m.is_check != is_check:
                 continue
             if position is not None and i != position:
                 continue
@@ -541,9 +590,7 @@ class Machine:
         mtype = MutationType(mutation_type)
         wanted = set(self._parse(states))
         count = sum(
-            1
-            for m in self._queue
-            if m.fn is None and m.type is mtype and wanted <= set(m.called)
+            1 for m in self._queue if m.type is mtype and wanted <= set(m.called)
         )
         return count > n
 
@@ -551,10 +598,7 @@ class Machine:
         """True if a queued ``add``/``set`` calls all of *states*."""
         wanted = set(self._parse(states))
         return any(
-            m.fn is None
-            and not m.is_check
-            and m.type is not REMOVE
-            and wanted <= set(m.called)
+            not m.is_check and m.type is not REMOVE and wanted <= set(m.called)
             for m in self._queue
         )
 
@@ -562,10 +606,7 @@ class Machine:
         """True if a queued ``remove`` calls all of *states*."""
         wanted = set(self._parse(states))
         return any(
-            m.fn is None
-            and not m.is_check
-            and m.type is REMOVE
-            and wanted <= set(m.called)
+            not m.is_check and m.type is REMOVE and wanted <= set(m.called)
             for m in self._queue
         )
 
@@ -664,6 +705,8 @@ class Machine:
         formatted traceback). Returns CANCELED for ``None``, for task cancellation
         errors and while disposing.
         """
+        if self._owner is not None and self._owner != threading.get_ident():
+            self._foreign_thread_error()
         if self._disposing or err is None or _is_cancellation(err):
             return CANCELED
         called = self._parse((state, EXCEPTION))
@@ -702,6 +745,8 @@ class Machine:
     def _check(
         self, mtype: MutationType, states: StatesArg, args: Mapping[str, object] | None
     ) -> Result:
+        if self._owner is not None and self._owner != threading.get_ident():
+            self._foreign_thread_error()
         if self._disposing:
             return CANCELED
         called = self._parse(states)
@@ -718,6 +763,8 @@ class Machine:
         limit_carveout: bool = True,
     ) -> Result:
         """Entry checks, de-duplication, append and drain [Q1]."""
+        if self._owner is not None and self._owner != threading.get_ident():
+            self._foreign_thread_error()
         if self._disposing:
             return CANCELED
         queue = self._queue
@@ -757,7 +804,6 @@ class Machine:
                         m.type is mtype
                         and not m.args
                         and not m.is_check
-                        and m.fn is None
                         and set(m.called) == cset
                     ):
                         if self._log_level >= 3:
@@ -814,11 +860,18 @@ class Machine:
                 res = self._transition_run(mut)
                 if first is None:
                     first = res
+                if self._wby or self._wtick or self._wquery:
+                    self._check_waiters()
         finally:
             self._transition = None
             self._processing = False
+            self._changed = None
             if "queue_end" in self._tr:
                 self._trace("queue_end", self)
+            if self._wqend:
+                ws, self._wqend = self._wqend, []
+                for w in ws:
+                    w.resolve(True)
             if self._dispose_deferred:
                 self._dispose_deferred = False
                 self._do_dispose()
@@ -917,12 +970,17 @@ class Machine:
             self._active = list(target)
             self._active_set = set(target)
             has_changed = bool(exits or enters)
+            if has_changed:
+                self._changed = (exits, enters)
+                if self._state_ctxs:
+                    self._expire_state_ctxs(exits)
+                    self._expire_state_ctxs(enters)
             if log_level >= 2 and has_changed:
                 self._log_changes(tx)
             if "transition_finals" in tr:
                 self._trace("transition_finals", tx)
-            # H11: final handlers
-            if self._hmap:
+            # H11: final handlers (also run for when_args waiters [W5])
+            if self._hmap or self._wargs:
                 try:
                     self._finals(tx)
                 except _HandlerFailed as f:
@@ -1072,15 +1130,20 @@ class Machine:
             if fns:
                 call(tx, name, fns)
         enters = tx.enters
+        wargs = self._wargs
         for i, s in enumerate(enters):
             name = hn[s][2]
             fns = hmap.get(name)
-            if fns:
-                try:
+            try:
+                if fns:
                     call(tx, name, fns)
-                except _HandlerFailed:
-                    self._rollback(tx, enters[i:])
-                    raise
+            except _HandlerFailed:
+                if wargs and s in wargs:
+                    self._check_args_waiters(s, tx.mutation.args)  # [W5, GO]
+                self._rollback(tx, enters[i:])
+                raise
+            if wargs and s in wargs:
+                self._check_args_waiters(s, tx.mutation.args)
         fns = hmap.get("any_state")
         if fns:
             call(tx, "any_state", fns)
@@ -1095,6 +1158,8 @@ class Machine:
                 gone.add(s)
         self._active = [s for s in self._active if s not in gone]
         self._active_set -= gone
+        if self._state_ctxs:
+            self._expire_state_ctxs(gone)  # [DEV-10]
         if self._log_level >= 2 and gone:
             self._log(
                 2, "[rollback] %s", " ".join("-" + s for s in states if s in gone)
@@ -1450,6 +1515,12 @@ class Machine:
         self._active_set = set(self._active)
         self._machine_tick = mtick + 1
         self._log(2, "[import] %s", self)
+        if self._state_ctxs:
+            self._expire_state_ctxs(list(self._state_ctxs))
+        if self._wby or self._wquery:
+            self._changed = ([], list(self._names))
+            self._check_waiters()
+            self._changed = None
         if "verify_states" in self._tr:
             self._trace("verify_states", self)
         if "MachineRestored" in self._index:
@@ -1511,6 +1582,547 @@ class Machine:
         if "schema_change" in self._tr:
             self._trace("schema_change", self, old)
 
+    # ------------------------------------------------------------------ event loop
+
+    def _foreign_thread_error(self) -> None:
+        raise RuntimeError(
+            f"machine {self._id!r} belongs to the event loop of another thread; "
+            "from this thread use add_threadsafe() and the other *_threadsafe methods"
+        )
+
+    def _bind_loop(self) -> None:
+        """
+        Bind the machine to the running event loop (first async use) [api.md].
+
+        Raises:
+            RuntimeError: no event loop runs here, or the machine belongs to the loop
+                of another thread.
+        """
+        ident = threading.get_ident()
+        if self._owner is not None and self._owner != ident:
+            self._foreign_thread_error()
+        key: object
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            try:
+                import trio
+            except ImportError:  # pragma: no cover - trio is optional
+                raise RuntimeError(
+                    "asyncmachine's async API needs a running event loop"
+                ) from None
+            try:
+                token = trio.lowlevel.current_trio_token()
+            except RuntimeError:
+                raise RuntimeError(
+                    "asyncmachine's async API needs a running event loop"
+                ) from None
+            if token is not self._loop_key:
+                self._loop_key = token
+                self._wake = partial(token.run_sync_soon, self._run_foreign)
+        else:
+            key = loop
+            if key is not self._loop_key:
+                self._loop_key = key
+                self._wake = partial(loop.call_soon_threadsafe, self._run_foreign)
+        self._owner = ident
+
+    # ------------------------------------------------------------------ contexts
+
+    def new_state_ctx(self, state: str) -> StateContext:
+        """
+        A context that expires the next time *state*'s tick changes [X1-X6].
+
+        There is at most one live context per state: while it lives, the same object
+        is returned. For an inactive state it stays live until the state activates.
+        After disposal the returned context is already expired [DEV-11].
+        """
+        name = self._parse(state)[0]
+        ctx = self._state_ctxs.get(name)
+        if ctx is not None:
+            return ctx
+        if self._disposing:
+            ctx = StateContext(self, name, 0, None)
+            ctx.expire(f"machine {self._id!r} disposed")
+            return ctx
+        ctx = StateContext(self, name, self._clock[name], self._root_ctx)
+        self._state_ctxs[name] = ctx
+        return ctx
+
+    def _expire_state_ctxs(self, states: Iterable[str]) -> None:
+        ctxs = self._state_ctxs
+        for s in states:
+            ctx = ctxs.pop(s, None)
+            if ctx is not None:
+                ctx.expire(
+                    f"state {s!r} changed at tick {self._clock[s]} "
+                    f"(context of tick {ctx.tick})"
+                )
+
+    # ------------------------------------------------------------------ waiting
+
+    def _check_waiters(self) -> None:
+        """Resolve waiters whose condition holds now [W1]."""
+        changed = self._changed
+        self._changed = None
+        wby = self._wby
+        if changed is not None and wby:
+            for states in changed:
+                for s in states:
+                    ws = wby.get(s)
+                    if ws:
+                        for w in list(ws):
+                            if not w.done and w.check is not None and w.check():
+                                w.resolve(True)
+        if self._wtick:
+            qt = self._queue_tick
+            for w, tick in list(self._wtick):
+                if qt >= tick:
+                    w.resolve(True)
+        if self._wquery:
+            for w in list(self._wquery):
+                if not w.done and w.check is not None and w.check():
+                    w.resolve(True)
+
+    def _check_args_waiters(self, state: str, args: Mapping[str, object]) -> None:
+        for w, expected in list(self._wargs.get(state, ())):
+            if all(args.get(k) == v for k, v in expected.items()):
+                w.resolve(True)
+
+    def _resolve_all_waiters(self) -> None:
+        waiters: list[Waiter] = [w for ws in self._wby.values() for w in ws]
+        waiters += [w for w, _ in self._wtick]
+        waiters += self._wquery
+        waiters += [w for ws in self._wargs.values() for w, _ in ws]
+        waiters += self._wqend
+        for w in waiters:
+            w.resolve(False)
+
+    async def _await(
+        self, w: Waiter, ctx: Context | None, remove: Callable[[], None]
+    ) -> bool:
+        w.bind_ctx(ctx)
+        try:
+            await w.event.wait()
+        finally:
+            w.resolve(False)  # no-op when resolved; detaches the ctx callback
+            remove()
+        return w.result
+
+    def _wait_states(
+        self, states: tuple[str, ...], check: Callable[[], bool], ctx: Context | None
+    ) -> Awaitable[bool]:
+        w = Waiter(check, states)
+        wby = self._wby
+        for s in states:
+            wby.setdefault(s, []).append(w)
+
+        def remove() -> None:
+            for s in states:
+                ws = wby.get(s)
+                if ws is not None:
+                    with contextlib.suppress(ValueError):
+                        ws.remove(w)
+                    if not ws:
+                        del wby[s]
+
+        return self._await(w, ctx, remove)
+
+    def _wait_gate(
+        self, states: StatesArg | None, ctx: Context | None
+    ) -> tuple[str, ...] | bool:
+        """Common entry of the waits: parse, bind, disposed and ctx checks."""
+        names = self._parse(states) if states is not None else ()
+        self._bind_loop()
+        if self._disposing or (ctx is not None and ctx.expired):
+            return False
+        return names
+
+    async def when(self, states: StatesArg, *, ctx: Context | None = None) -> bool:
+        """
+        Wait until all *states* are active [W2].
+
+        Returns:
+            ``True`` when they are (at once if they already are); ``False`` if *ctx*
+            expired or the machine was disposed.
+
+        Raises:
+            StateUnknownError: a name is not in the schema.
+        """
+        names = self._wait_gate(states, ctx)
+        if names is False or names is True:
+            return False
+        active = self._active_set
+
+        def check() -> bool:
+            return all(s in self._active_set for s in names)
+
+        if all(s in active for s in names):
+            return True
+        return await self._wait_states(names, check, ctx)
+
+    async def when_not(self, states: StatesArg, *, ctx: Context | None = None) -> bool:
+        """Wait until none of *states* is active; see :meth:`when` [W2]."""
+        names = self._wait_gate(states, ctx)
+        if names is False or names is True:
+            return False
+
+        def check() -> bool:
+            active = self._active_set
+            return not any(s in active for s in names)
+
+        if check():
+            return True
+        return await self._wait_states(names, check, ctx)
+
+    async def when_time(
+        self, states: StatesArg, ticks: Sequence[int], *, ctx: Context | None = None
+    ) -> bool:
+        """
+        Wait until ``tick(states[i]) >= ticks[i]`` for every i [W3].
+
+        Raises:
+            ValueError: the lists are empty or differ in length.
+            StateUnknownError: a name is not in the schema.
+        """
+        names = self._parse(states)
+        wanted = list(ticks)
+        if not names or len(names) != len(wanted):
+            raise ValueError(
+                f"when_time needs one tick per state: {len(names)} states, "
+                f"{len(wanted)} ticks"
+            )
+        gate = self._wait_gate(names, ctx)
+        if gate is False:
+            return False
+        clock = self._clock
+        pairs = tuple(zip(names, wanted, strict=True))
+
+        def check() -> bool:
+            clock = self._clock
+            return all(clock[s] >= t for s, t in pairs)
+
+        if all(clock[s] >= t for s, t in pairs):
+            return True
+        return await self._wait_states(names, check, ctx)
+
+    async def when_ticks(
+        self, state: str, n: int, *, ctx: Context | None = None
+    ) -> bool:
+        """Wait until *state*'s tick grew by *n* from now [W3]."""
+        name = self._parse(state)[0]
+        return await self.when_time((name,), (self._clock[name] + n,), ctx=ctx)
+
+    async def when_err(self, *, ctx: Context | None = None) -> bool:
+        """Wait until ``Exception`` is active [E2, W6]."""
+        return await self.when(EXCEPTION, ctx=ctx)
+
+    async def when_args(
+        self, state: str, args: Mapping[str, object], *, ctx: Context | None = None
+    ) -> bool:
+        """
+        Wait for an ``X_state`` event of *state* whose args contain *args* [W5].
+
+        Every expected key must be present with an equal value (a missing key counts
+        as ``None``); extra keys are fine. Never resolves at once, even if the state
+        is active.
+        """
+        name = self._parse(state)[0]
+        expected = dict(args)
+        if self._wait_gate(None, ctx) is False:
+            return False
+        w = Waiter(None, (name,))
+        entry = (w, expected)
+        self._wargs.setdefault(name, []).append(entry)
+
+        def remove() -> None:
+            ws = self._wargs.get(name)
+            if ws is not None:
+                with contextlib.suppress(ValueError):
+                    ws.remove(entry)
+                if not ws:
+                    del self._wargs[name]
+
+        return await self._await(w, ctx, remove)
+
+    async def when_query(
+        self, fn: Callable[[dict[str, int]], bool], *, ctx: Context | None = None
+    ) -> bool:
+        """Wait until ``fn(clock)`` is true at a check point (not checked now) [W4]."""
+        if self._wait_gate(None, ctx) is False:
+            return False
+        w = Waiter(lambda: bool(fn(dict(self._clock))))
+        self._wquery.append(w)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._wquery.remove(w)
+
+        return await self._await(w, ctx, remove)
+
+    async def when_queue(self, tick: int, *, ctx: Context | None = None) -> bool:
+        """Wait until the queue tick reaches *tick* (e.g. a queued :class:`Result`) [Q8]."""
+        if self._wait_gate(None, ctx) is False:
+            return False
+        if self._queue_tick >= tick:
+            return True
+        w = Waiter(None)
+        entry = (w, int(tick))
+        self._wtick.append(entry)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._wtick.remove(entry)
+
+        return await self._await(w, ctx, remove)
+
+    async def when_queue_end(self, *, ctx: Context | None = None) -> bool:
+        """Wait until the running drain empties the queue (at once if idle) [Q8]."""
+        if self._wait_gate(None, ctx) is False:
+            return False
+        if not self._processing:
+            return True
+        w = Waiter(None)
+        self._wqend.append(w)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._wqend.remove(w)
+
+        return await self._await(w, ctx, remove)
+
+    async def when_disposed(self) -> bool:
+        """Wait until the machine is disposed; returns ``True`` [W6]."""
+        self._bind_loop()
+        if self._disposed:
+            return True
+        w = Waiter(None)
+        self._wdisposed.append(w)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._wdisposed.remove(w)
+
+        return await self._await(w, None, remove)
+
+    # ------------------------------------------------------------------ tasks
+
+    async def __aenter__(self) -> Self:
+        """Start the machine's runtime: a task group for :meth:`fork` and :meth:`go`."""
+        self._bind_loop()
+        if self._tg is not None:
+            raise RuntimeError(f"machine {self._id!r} is already running")
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        """Cancel and await every task of the machine."""
+        tg = self._tg
+        assert tg is not None
+        tg.cancel_scope.cancel(f"machine {self._id!r} runtime exited")
+        try:
+            return await tg.__aexit__(exc_type, exc, tb)
+        finally:
+            self._tg = None
+            self._run_foreign()
+
+    def go(
+        self,
+        fn: Callable[..., Awaitable[object]],
+        *args: object,
+        ctx: Context | None = None,
+    ) -> bool:
+        """
+        Run ``fn(*args)`` as a task of the machine (inside ``async with mach:``).
+
+        The task is skipped if *ctx* already expired and cancelled when it expires or
+        the machine is disposed; its exceptions become ``add_err`` [E7, 10.9].
+
+        Returns:
+            ``True`` if the task was started.
+
+        Raises:
+            RuntimeError: outside ``async with mach:``.
+        """
+        tg = self._tg
+        if tg is None:
+            raise RuntimeError(
+                f"machine {self._id!r} has no runtime: use `async with mach:` "
+                "before mach.go() / mach.fork()"
+            )
+        if self._disposing or (ctx is not None and ctx.expired):
+            return False
+        tg.start_soon(
+            self._run_task, fn, args, ctx, name=getattr(fn, "__qualname__", None)
+        )
+        return True
+
+    def fork(
+        self,
+        e: Event,
+        fn: Callable[..., Awaitable[object]],
+        *args: object,
+        ctx: Context | None = None,
+    ) -> bool:
+        """Like :meth:`go`, but skipped when the event *e* is no longer valid [10.9]."""
+        if self._tg is None:
+            return self.go(fn, *args, ctx=ctx)  # raises the RuntimeError
+        if not e.is_valid():
+            return False
+        return self.go(fn, *args, ctx=ctx)
+
+    async def _run_task(
+        self,
+        fn: Callable[..., Awaitable[object]],
+        args: tuple[object, ...],
+        ctx: Context | None,
+    ) -> None:
+        with anyio.CancelScope() as cs:
+            handles: list[tuple[Context, int]] = []
+            for c in (self._root_ctx, ctx):
+                if c is None:
+                    continue
+                if c.expired:
+                    return
+                handles.append((c, c.add_done_callback(lambda c: cs.cancel(c.reason))))
+            try:
+                await fn(*args)
+            except Exception as exc:  # noqa: BLE001 - task errors become state [E7]
+                if not self._disposing:
+                    self.add_err(exc)
+            finally:
+                for c, h in handles:
+                    c.remove_done_callback(h)
+
+    @contextlib.contextmanager
+    def catch_err(self, state: str = EXCEPTION) -> Generator[None]:
+        """
+        ``with mach.catch_err():`` turns an exception of the block into
+        ``add_err_state(state, err)`` instead of raising it [E7].
+        """
+        name = self._parse(state)[0]
+        try:
+            yield
+        except Exception as exc:  # noqa: BLE001 - errors become state [E7]
+            self.add_err_state(name, exc)
+
+    # ------------------------------------------------------------------ eval
+
+    def eval(self, fn: Callable[[], object]) -> bool:
+        """
+        Run *fn* between transitions, on the loop thread [10.1].
+
+        Returns:
+            ``True`` if *fn* ran (the machine was idle); ``False`` during a transition
+            (a nested eval; with ``detect_eval`` also an error) or after disposal.
+        """
+        if self._owner is not None and self._owner != threading.get_ident():
+            self._foreign_thread_error()
+        if self._disposing:
+            return False
+        if self._processing:
+            if self.detect_eval:
+                self.add_err(
+                    RuntimeError("nested eval: eval() called during a transition")
+                )
+            return False
+        fn()
+        return True
+
+    # ------------------------------------------------------------------ threads
+
+    def _submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+        """Run *fn* on the loop thread; a future of its result [13.4]."""
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+        owner = self._owner
+        if owner is None:
+            raise RuntimeError(
+                f"machine {self._id!r} is not bound to an event loop yet: the "
+                "*_threadsafe methods need `async with mach:` or an await on it first"
+            )
+        if owner == threading.get_ident():
+            fut.set_running_or_notify_cancel()
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:  # noqa: BLE001 - delivered to the caller
+                fut.set_exception(exc)
+            return fut
+        # deque.append is atomic: the hand-off itself needs no lock.
+        self._foreign.append((fn, fut))  # type: ignore[arg-type]
+        if not self._wake_scheduled:
+            self._wake_scheduled = True
+            wake = self._wake
+            try:
+                assert wake is not None
+                wake()
+            except RuntimeError:  # the loop is closed
+                self._fail_foreign(RuntimeError("the machine's event loop is closed"))
+        return fut
+
+    def _run_foreign(self) -> None:
+        """Drain work submitted by other threads (on the loop thread)."""
+        self._wake_scheduled = False
+        q = self._foreign
+        while q:
+            fn, fut = q.popleft()
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:  # noqa: BLE001 - delivered to the caller
+                fut.set_exception(exc)
+
+    def _fail_foreign(self, exc: BaseException) -> None:
+        q = self._foreign
+        while q:
+            _fn, fut = q.popleft()
+            if fut.set_running_or_notify_cancel():
+                fut.set_exception(exc)
+
+    def add_threadsafe(
+        self, states: StatesArg, args: Mapping[str, object] | None = None
+    ) -> concurrent.futures.Future[Result]:
+        """:meth:`add` from any thread; a future of the result [13.4]."""
+        called = self._parse(states)
+        a = dict(args) if args else None
+        return self._submit(lambda: self._enqueue(ADD, called, a, None))
+
+    def remove_threadsafe(
+        self, states: StatesArg, args: Mapping[str, object] | None = None
+    ) -> concurrent.futures.Future[Result]:
+        """:meth:`remove` from any thread; a future of the result [13.4]."""
+        called = self._parse(states)
+        a = dict(args) if args else None
+        return self._submit(lambda: self._enqueue(REMOVE, called, a, None))
+
+    def set_threadsafe(
+        self, states: StatesArg, args: Mapping[str, object] | None = None
+    ) -> concurrent.futures.Future[Result]:
+        """:meth:`set` from any thread; a future of the result [13.4]."""
+        called = self._parse(states)
+        a = dict(args) if args else None
+        return self._submit(lambda: self._enqueue(SET, called, a, None))
+
+    def add_err_threadsafe(
+        self, err: BaseException, args: Mapping[str, object] | None = None
+    ) -> concurrent.futures.Future[Result]:
+        """:meth:`add_err` from any thread; a future of the result [13.4]."""
+        a = dict(args) if args else None
+        return self._submit(lambda: self.add_err(err, a))
+
+    def eval_threadsafe(
+        self, fn: Callable[[], object]
+    ) -> concurrent.futures.Future[bool]:
+        """:meth:`eval` from any thread; a future of its result [10.1]."""
+        return self._submit(lambda: self.eval(fn))
+
     # ------------------------------------------------------------------ dispose
 
     def on_dispose(self, fn: Callable[[str], object]) -> None:
@@ -1520,8 +2132,12 @@ class Machine:
     def dispose(self) -> None:
         """
         Dispose the machine: from now on mutations are canceled and readers return
-        empty values. Called from a handler, it runs once the queue has drained.
+        empty values; every context expires, every waiter resolves (``False``) and
+        ``when_disposed()`` returns. Called from a handler, it runs once the queue has
+        drained.
         """
+        if self._owner is not None and self._owner != threading.get_ident():
+            self._foreign_thread_error()
         if self._disposing:
             return
         if self._processing:
@@ -1543,12 +2159,18 @@ class Machine:
         self._queue.clear()
         self._pending = 0
         self._disposed = True
+        self._root_ctx.expire(f"machine {self._id!r} disposed")
+        self._state_ctxs.clear()
+        self._resolve_all_waiters()
         for fn in self._on_dispose:
             try:
                 fn(self._id)
             except Exception as exc:  # noqa: BLE001 - user code: errors become state
                 self.err_internal.append(exc)
                 self._log(2, "[error] on_dispose raised %r", exc)
+        ws, self._wdisposed = self._wdisposed, []
+        for w in ws:
+            w.resolve(True)
 
 
 def _export_names(data: Mapping[str, object]) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
 from typing import ClassVar, Final, Self
 
 __all__ = ("Mutation", "MutationType", "Result")
@@ -92,15 +91,11 @@ class Mutation:
         is_check: a ``can_add``/``can_remove`` check; nothing is applied.
         queue_tick: the queue tick this mutation runs at; 0 for prepended items.
         source: ``(machine_id, transition_id, time_sum)`` of the event it came from.
-        ctx: an optional context; the mutation is skipped if it expired meanwhile.
-        fn: set for eval items, which run a function instead of a transition.
     """
 
     __slots__ = (
         "args",
         "called",
-        "ctx",
-        "fn",
         "is_auto",
         "is_check",
         "queue_tick",
@@ -118,8 +113,6 @@ class Mutation:
         is_check: bool = False,
         queue_tick: int = 0,
         source: tuple[str, str, int] | None = None,
-        ctx: object = None,
-        fn: Callable[[], object] | None = None,
     ) -> None:
         self.type = type
         self.called = called
@@ -128,8 +121,6 @@ class Mutation:
         self.is_check = is_check
         self.queue_tick = queue_tick
         self.source = source
-        self.ctx = ctx
-        self.fn = fn
 
     def __repr__(self) -> str:
         flags = "".join(
