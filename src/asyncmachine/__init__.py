@@ -10,6 +10,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from ._context import (
+    Context as Context,
+    ContextScope as ContextScope,
+    StateContext as StateContext,
+)
 from ._core._mutation import (
     Mutation as Mutation,
     MutationType as MutationType,
@@ -44,6 +49,8 @@ __version__ = "0.1.0"
 __all__ = (
     "EXCEPTION",
     "AsyncMachineError",
+    "Context",
+    "ContextScope",
     "Event",
     "ExceptionHandler",
     "ExportError",
@@ -55,6 +62,7 @@ __all__ = (
     "SchemaError",
     "SchemaLike",
     "State",
+    "StateContext",
     "StateUnknownError",
     "StatesArg",
     "TracerNoOp",
