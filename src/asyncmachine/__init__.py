@@ -40,6 +40,12 @@ from ._machine import (
 )
 from ._tracing import TracerNoOp as TracerNoOp
 from ._transition import Event as Event, Transition as Transition
+from ._typed import (
+    ArgsError as ArgsError,
+    Schema as Schema,
+    StateDecl as StateDecl,
+    state as state,
+)
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -48,6 +54,7 @@ __version__ = "0.1.0"
 
 __all__ = (
     "EXCEPTION",
+    "ArgsError",
     "AsyncMachineError",
     "Context",
     "ContextScope",
@@ -59,10 +66,12 @@ __all__ = (
     "Mutation",
     "MutationType",
     "Result",
+    "Schema",
     "SchemaError",
     "SchemaLike",
     "State",
     "StateContext",
+    "StateDecl",
     "StateUnknownError",
     "StatesArg",
     "TracerNoOp",
@@ -72,6 +81,7 @@ __all__ = (
     "new_args_mapper",
     "next_active",
     "next_inactive",
+    "state",
 )
 
 _LAZY = frozenset({"rpc", "telemetry", "testing"})

@@ -63,6 +63,7 @@ from ._errors import (
 from ._handlers import Handler, scan_handlers
 from ._tracing import hook_failed, tracer_hooks
 from ._transition import Event, Transition
+from ._typed import ArgsModel, DumpableArgs, Schema, validate_args
 from ._waiting import Waiter
 
 if TYPE_CHECKING:
@@ -127,7 +128,8 @@ def new_args_mapper(
             if k in keep:
                 s = str(v)
                 if len(s) > max_len:
-                    s = s[: max(max_len - 3, 0)] + "..."
+                    # too short for an ellipsis: cut hard
+                    s = s[: max_len - 3] + "..." if max_len > 3 else s[:max_len]
                 out[k] = s
         return out
 
@@ -195,7 +197,7 @@ class Machine:
 
     def __init__(
         self,
-        schema: SchemaLike,
+        schema: SchemaLike | type[Schema],
         *,
         handlers: object | Sequence[object] | None = None,
         id: str | None = None,
@@ -228,7 +230,10 @@ class Machine:
             raise ValueError(f"queue_limit must be >= 1, got {queue_limit}")
         self.queue_limit = queue_limit
         env_level = _env_int("AM_LOG")
-        self._log_level = log_level if log_level is not None else (env_level or 0)
+        self._log_level = 0
+        if log_level is None:
+            log_level = min(max(env_level or 0, 0), 5)
+        self.log_level = log_level
         #: The :mod:`logging` logger the machine writes to.
         self.logger: logging.Logger = _logger
         #: Maps mutation args to the ``(k=v)`` part of log lines.
@@ -244,6 +249,7 @@ class Machine:
         self.err_internal: deque[BaseException] = deque(maxlen=100)
 
         # schema
+        schema, self._args_models = _unpack_schema(schema)
         normalized, conflicts = normalize_schema(schema)
         self._schema: dict[str, State] = normalized
         self._names: list[str] = resolve_names(normalized, names)
@@ -717,7 +723,9 @@ class Machine:
         a = dict(args) if args else {}
         a["err"] = err
         a["err_trace"] = "".join(traceback.format_exception(err))
-        return self._enqueue(ADD, called, a, event, limit_carveout=False)
+        return self._enqueue(
+            ADD, called, a, event, limit_carveout=False, validate=False
+        )
 
     def can_add(
         self, states: StatesArg, args: Mapping[str, object] | None = None
@@ -761,6 +769,7 @@ class Machine:
         event: Event | None,
         *,
         limit_carveout: bool = True,
+        validate: bool = True,
     ) -> Result:
         """Entry checks, de-duplication, append and drain [Q1]."""
         if self._owner is not None and self._owner != threading.get_ident():
@@ -785,6 +794,8 @@ class Machine:
                 self._log(3, "[queue:limit] %s canceled", mtype)
                 return CANCELED
         called = self._parse(states)
+        if self._args_models and validate and mtype is not REMOVE:
+            args = self._validate_args(called, args)
         active = self._active_set
         if (
             mtype is REMOVE
@@ -836,6 +847,17 @@ class Machine:
                 self._log(3, "[postpone] queue running (%d items)", len(queue))
             return Result(tick)
         return self._drain()
+
+    def _validate_args(
+        self, called: tuple[str, ...], args: Mapping[str, object] | None
+    ) -> Mapping[str, object] | None:
+        """Validate args against the args models of the called states."""
+        models = self._args_models
+        for s in called:
+            model = models.get(s)
+            if model is not None:
+                args = validate_args(s, model, args or {})
+        return args
 
     def _prepend(self, mut: Mutation) -> Result:
         """Put *mut* at the head of the queue and drain, or return QUEUED [Q5]."""
@@ -1430,8 +1452,18 @@ class Machine:
     def export(self) -> dict[str, object]:
         """
         The machine's clocks as a JSON/msgpack-friendly dict with the keys ``id``,
-        ``state_names``, ``time``, ``queue_tick`` and ``machine_tick``.
+        ``state_names``, ``time``, ``queue_tick`` and ``machine_tick`` [10.6].
+
+        Raises:
+            SchemaError: the state order is not explicit (pass ``names=`` to the
+                constructor or ``set_schema``, or import first), as in the Go original:
+                exported ticks are only meaningful against a fixed order.
         """
+        if not self._explicit_names:
+            raise SchemaError(
+                f"machine {self._id!r}: export() needs an explicit state order; "
+                "pass names= to the constructor (call VerifyStates first, in Go terms)"
+            )
         return {
             "id": self._id,
             "state_names": list(self._names),
@@ -1537,7 +1569,7 @@ class Machine:
     # ------------------------------------------------------------------ schema change
 
     def set_schema(
-        self, schema: SchemaLike, names: Iterable[str] | None = None
+        self, schema: SchemaLike | type[Schema], names: Iterable[str] | None = None
     ) -> None:
         """
         Replace the schema with one that has more states [10.7].
@@ -1553,6 +1585,7 @@ class Machine:
         """
         if self._processing:
             raise RuntimeError("set_schema() cannot run during a transition")
+        schema, models = _unpack_schema(schema)
         normalized, conflicts = normalize_schema(schema)
         if conflicts:
             raise SchemaError("; ".join(conflicts))
@@ -1573,6 +1606,7 @@ class Machine:
             order = resolve_names(normalized, names)
         old = {n: st.to_dict() for n, st in self._schema.items()}
         self._schema = normalized
+        self._args_models = models
         self._set_order(order)
         self._explicit_names = names is not None or self._explicit_names
         for b in self._bindings.values():
@@ -1818,7 +1852,11 @@ class Machine:
         return await self.when(EXCEPTION, ctx=ctx)
 
     async def when_args(
-        self, state: str, args: Mapping[str, object], *, ctx: Context | None = None
+        self,
+        state: str,
+        args: Mapping[str, object] | DumpableArgs,
+        *,
+        ctx: Context | None = None,
     ) -> bool:
         """
         Wait for an ``X_state`` event of *state* whose args contain *args* [W5].
@@ -1828,7 +1866,9 @@ class Machine:
         is active.
         """
         name = self._parse(state)[0]
-        expected = dict(args)
+        expected = dict(
+            args if isinstance(args, Mapping) else args.model_dump(exclude_unset=True)
+        )
         if self._wait_gate(None, ctx) is False:
             return False
         w = Waiter(None, (name,))
@@ -2171,6 +2211,15 @@ class Machine:
         ws, self._wdisposed = self._wdisposed, []
         for w in ws:
             w.resolve(True)
+
+
+def _unpack_schema(
+    schema: SchemaLike | type[Schema],
+) -> tuple[SchemaLike, dict[str, ArgsModel]]:
+    """A typed :class:`Schema` class gives its states and args models."""
+    if isinstance(schema, type) and issubclass(schema, Schema):
+        return schema.schema(), schema.args_models()
+    return schema, {}
 
 
 def _export_names(data: Mapping[str, object]) -> list[str]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ._core._mutation import Mutation, MutationType
+from ._typed import args_as
+
+M = TypeVar("M")
 
 if TYPE_CHECKING:
     from ._machine import Machine
@@ -165,6 +168,10 @@ class Event:
     def is_check(self) -> bool:
         """True inside a ``can_add``/``can_remove`` check [DEV-13]."""
         return self.transition.mutation.is_check
+
+    def args_as(self, model: type[M]) -> M:
+        """The args as an instance of *model* (a pydantic model class)."""
+        return args_as(model, self.transition.mutation.args)
 
     def is_valid(self) -> bool:
         """
