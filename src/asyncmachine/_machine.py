@@ -844,7 +844,10 @@ class Machine:
             self._trace("mutation_queued", self, mut)
         if self._processing:
             if self._log_level >= 3:
-                self._log(3, "[postpone] queue running (%d items)", len(queue))
+                n = len(queue)
+                self._log(
+                    3, "[postpone] queue running (%d item%s)", n, "" if n == 1 else "s"
+                )
             return Result(tick)
         return self._drain()
 
