@@ -17,6 +17,7 @@ Theory of operation (``spec/machine.md`` sections 8 and 13.2):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from ._machine import Machine
 
 __all__ = ("Context", "ContextScope", "StateContext")
+
+_log = logging.getLogger("asyncmachine")
 
 DoneCallback = Callable[["Context"], object]
 
@@ -106,7 +109,11 @@ class Context:
         callbacks = list(self._callbacks.values())
         self._callbacks.clear()
         for cb in callbacks:
-            cb(self)
+            try:
+                cb(self)
+            except Exception:  # noqa: BLE001 - expiry runs inside transitions
+                # A failing callback must not leave a transition half-applied.
+                _log.exception("context done-callback %r raised", cb)
 
     def add_done_callback(self, fn: DoneCallback) -> int:
         """

@@ -263,6 +263,9 @@ class Machine:
         self._active: list[str] = []
         self._active_set: _StrSet = set()
         self._machine_tick = 0
+        #: Names the lineage of this machine's clocks; changes whenever ticks may go
+        #: backwards (an import), so mirrors know a delta would be meaningless.
+        self._epoch = secrets.token_hex(4)
 
         # queue
         self._queue: deque[Mutation] = deque()
@@ -385,6 +388,11 @@ class Machine:
     def schema(self) -> Mapping[str, State]:
         """The normalized schema (read-only), ``Exception`` included."""
         return types.MappingProxyType(self._schema)
+
+    @property
+    def epoch(self) -> str:
+        """The clock lineage id; it changes when ticks may go backwards (import)."""
+        return self._epoch
 
     @property
     def transition(self) -> Transition | None:
@@ -758,6 +766,8 @@ class Machine:
         if self._disposing:
             return CANCELED
         called = self._parse(states)
+        if self._args_models and mtype is not REMOVE:
+            args = self._validate_args(called, args)
         mut = Mutation(mtype, called, dict(args) if args else {}, is_check=True)
         return self._prepend(mut)
 
@@ -890,6 +900,9 @@ class Machine:
         finally:
             self._transition = None
             self._processing = False
+            if self._changed is not None and (self._wby or self._wtick or self._wquery):
+                # e.g. catch_exceptions=False re-raised mid-drain: still a check point
+                self._check_waiters()
             self._changed = None
             if "queue_end" in self._tr:
                 self._trace("queue_end", self)
@@ -1549,6 +1562,7 @@ class Machine:
         self._active = [n for n in order if self._clock[n] % 2 == 1]
         self._active_set = set(self._active)
         self._machine_tick = mtick + 1
+        self._epoch = secrets.token_hex(4)
         self._log(2, "[import] %s", self)
         if self._state_ctxs:
             self._expire_state_ctxs(list(self._state_ctxs))
@@ -1568,6 +1582,96 @@ class Machine:
         self._clock = {n: self._clock.get(n, 0) for n in order}
         self._rel = Relations(self._schema, order)
         self._build_handler_names()
+
+    # ------------------------------------------------------------------ mirrors
+
+    def _apply_mirror(
+        self,
+        time: Sequence[int],
+        queue_tick: int,
+        machine_tick: int,
+        *,
+        mutation_type: MutationType = SET,
+        called: Sequence[str] | None = None,
+    ) -> Transition:
+        """
+        Overwrite the clocks with *time* (state-name order), as a mirror does.
+
+        Runs one synthetic transition: tracers see it (``type`` ``set`` and the active
+        states as called, unless given), bound ``X_end``/``X_state``/``any_state``
+        handlers are notified (they cannot veto; their errors are only logged), state
+        contexts of changed states expire and waiters are checked. Ticks may go down
+        (a reset). No relations are resolved and nothing is queued.
+
+        Raises:
+            RuntimeError: called while the queue is being processed.
+            ValueError: *time* does not have one tick per state.
+        """
+        if self._processing:
+            raise RuntimeError("a mirror cannot be updated during a transition")
+        names = self._names
+        if len(time) != len(names):
+            raise ValueError(f"expected {len(names)} ticks, got {len(time)}")
+        before = tuple(self._active)
+        before_set = self._active_set
+        clock_before = dict(self._clock)
+        new_clock = dict(zip(names, (int(t) for t in time), strict=True))
+        changed = [n for n in names if new_clock[n] != clock_before[n]]
+        active = [n for n in names if new_clock[n] % 2 == 1]
+        exits = [n for n in changed if n in before_set and new_clock[n] % 2 == 0]
+        enters = [n for n in changed if new_clock[n] % 2 == 1]
+        self._tx_seq += 1
+        mut = Mutation(
+            mutation_type, tuple(called) if called is not None else tuple(active), {}
+        )
+        tx = Transition(self, self._tx_seq, mut, before, clock_before)
+        tx.target = active
+        tx.exits = exits
+        tx.enters = enters
+        self._processing = True
+        self._transition = tx
+        try:
+            self._clock = new_clock
+            self._active = active
+            self._active_set = set(active)
+            self._queue_tick = queue_tick
+            self._machine_tick = machine_tick
+            tx.clock_after = dict(new_clock)
+            tr = self._tr
+            for hook in ("transition_init", "transition_start", "transition_finals"):
+                if hook in tr:
+                    self._trace(hook, tx)
+            if self._state_ctxs and changed:
+                self._expire_state_ctxs(changed)
+            if self._hmap:
+                self._notify_mirror_handlers(tx)
+            tx.is_completed = True
+            if "transition_end" in tr:
+                self._trace("transition_end", tx)
+            if changed and self._log_level >= 2:
+                self._log_changes(tx)
+        finally:
+            self._transition = None
+            self._processing = False
+        if self._wby or self._wtick or self._wquery:
+            self._changed = (changed, [])
+            self._check_waiters()
+        return tx
+
+    def _notify_mirror_handlers(self, tx: Transition) -> None:
+        hmap = self._hmap
+        hn = self._hn
+        names = [hn[s][3] for s in tx.exits] + [hn[s][2] for s in tx.enters]
+        for name in [*names, "any_state"]:
+            fns = hmap.get(name)
+            if not fns:
+                continue
+            try:
+                self._call(tx, name, fns)
+            except _HandlerFailed as f:
+                err = f.exc if f.exc is not None else HandlerTimeoutError(name)
+                self.err_internal.append(err)
+                self._log(2, "[error] mirror handler %s raised %r", name, err)
 
     # ------------------------------------------------------------------ schema change
 
@@ -1657,11 +1761,13 @@ class Machine:
             if token is not self._loop_key:
                 self._loop_key = token
                 self._wake = partial(token.run_sync_soon, self._run_foreign)
+                self._wake_scheduled = False
         else:
             key = loop
             if key is not self._loop_key:
                 self._loop_key = key
                 self._wake = partial(loop.call_soon_threadsafe, self._run_foreign)
+                self._wake_scheduled = False
         self._owner = ident
 
     # ------------------------------------------------------------------ contexts
@@ -1994,6 +2100,8 @@ class Machine:
         Raises:
             RuntimeError: outside ``async with mach:``.
         """
+        if self._owner is not None and self._owner != threading.get_ident():
+            self._foreign_thread_error()
         tg = self._tg
         if tg is None:
             raise RuntimeError(
@@ -2106,6 +2214,7 @@ class Machine:
                 assert wake is not None
                 wake()
             except RuntimeError:  # the loop is closed
+                self._wake_scheduled = False
                 self._fail_foreign(RuntimeError("the machine's event loop is closed"))
         return fut
 

@@ -113,3 +113,35 @@ async def test_err_and_eval_threadsafe() -> None:
     assert ok is True
     assert seen == [loop_thread]
     assert mach.is_err()
+
+
+def test_threadsafe_recovers_after_a_closed_loop() -> None:
+    """A failed hand-off to a closed loop does not wedge later threadsafe calls."""
+    mach = am.Machine({"A": {}})
+
+    async def bind() -> None:
+        await mach.when_not("A")
+
+    anyio.run(bind)  # binds the machine, then that loop closes
+
+    def from_thread() -> BaseException | None:
+        try:
+            mach.add_threadsafe("A").result(TIMEOUT)
+        except RuntimeError as exc:
+            return exc
+        return None
+
+    results: list[BaseException | None] = []
+    t = threading.Thread(target=lambda: results.append(from_thread()))
+    t.start()
+    t.join(TIMEOUT)
+    assert isinstance(results[0], RuntimeError)
+
+    async def rebound() -> am.Result:
+        await mach.when_not("A")  # same thread, new loop: rebinds
+        return await anyio.to_thread.run_sync(
+            lambda: mach.add_threadsafe("A").result(TIMEOUT)
+        )
+
+    assert anyio.run(rebound) == am.Result.EXECUTED
+    assert mach.is_active("A")

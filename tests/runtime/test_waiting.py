@@ -373,3 +373,47 @@ async def test_dispose_resolves_waiters_and_when_disposed() -> None:
         assert results == {"when": False, "disposed": True}
         assert await mach.when("A") is False  # disposed: at once
         assert await mach.when_disposed() is True
+
+
+async def test_reraised_handler_error_still_checks_waiters() -> None:
+    """catch_exceptions=False: the failing transition is still a waiter check point."""
+
+    class H:
+        def B_state(self, e: am.Event) -> None:
+            raise ValueError("boom")
+
+    mach = am.Machine({"A": {}, "B": {}}, handlers=H(), catch_exceptions=False)
+    mach.add("A")
+    done: list[bool] = []
+    with anyio.fail_after(TIMEOUT):
+        async with anyio.create_task_group() as tg:
+
+            async def wait() -> None:
+                done.append(await mach.when_not("A"))
+
+            tg.start_soon(wait)
+            await anyio.sleep(0.01)
+            with pytest.raises(ValueError, match="boom"):
+                mach.set("B")
+    assert done == [True]
+    assert mach.active_states() == []
+
+
+async def test_raising_ctx_callback_does_not_break_transition(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A done-callback that raises is logged; the transition completes normally."""
+    ran: list[str] = []
+
+    class H:
+        def A_state(self, e: am.Event) -> None:
+            ran.append("A_state")
+
+    mach = am.Machine({"A": {}, "B": {}}, handlers=H())
+    ctx_b = mach.new_state_ctx("B")
+    mach.new_state_ctx("A").add_done_callback(lambda c: 1 / 0)
+    with caplog.at_level("ERROR", logger="asyncmachine"):
+        assert mach.add(["A", "B"]) == am.Result.EXECUTED
+    assert ran == ["A_state"]
+    assert ctx_b.expired
+    assert "done-callback" in caplog.text
