@@ -1,0 +1,138 @@
+"""
+The thin pump between an anyio byte stream and the sans-IO :class:`Connection`.
+
+Rules: only :meth:`Link.send` writes to the socket, under one lock, and it builds the
+event *inside* the lock, so a clock carried by a frame is computed at the moment the
+frame is written (never older than a frame written before it). anyio exceptions never
+leave this module: they become :class:`RpcConnectionError` or a clean end of stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import anyio
+
+from ._errors import ProtocolError, RpcConnectionError
+from ._protocol import Connection, NextEvent
+
+if TYPE_CHECKING:
+    from anyio.abc import ByteStream
+
+    from ._events import Event
+
+__all__ = ("Link",)
+
+_RECEIVE_CHUNK = 65536
+
+
+class Link:
+    """One connection: framing, sequence numbers and the socket, with statistics."""
+
+    def __init__(
+        self,
+        stream: ByteStream,
+        role: str,
+        *,
+        max_frame: int,
+        write_timeout: float | None = 10.0,
+    ) -> None:
+        self.stream = stream
+        self.conn = Connection(role, max_frame=max_frame)  # type: ignore[arg-type]
+        self.lock = anyio.Lock()
+        self.write_timeout = write_timeout
+        now = anyio.current_time()
+        self.last_received = now
+        self.last_sent = now
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.frames_in = 0
+        self.frames_out = 0
+        self.closed = False
+        self.write_started: float | None = None
+        #: Set once a stalled write made a heartbeat close the link.
+        self.stalled_out = False
+
+    async def send(self, build: Callable[[], Event | None] | Event) -> int:
+        """
+        Write one frame; *build* may be a callable making the event under the write
+        lock (return ``None`` to send nothing). Returns the frame's seq (0 if none).
+
+        Raises:
+            RpcConnectionError: the socket failed or the write timed out.
+            FrameTooLarge: the frame exceeds the peer's limit (nothing was sent).
+        """
+        async with self.lock:
+            event = build() if callable(build) else build
+            if event is None:
+                return 0
+            data = self.conn.send(event)
+            seq = self.conn.sent_seq
+            await self._write(data)
+            return seq
+
+    async def _write(self, data: bytes) -> None:
+        # No cancel scope per write (they cost more than the write itself): a
+        # heartbeat calls stalled() and closes the link when a write hangs.
+        self.write_started = anyio.current_time()
+        try:
+            await self.stream.send(data)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            if self.stalled_out:
+                raise RpcConnectionError("write timed out (slow peer)") from exc
+            raise RpcConnectionError(f"connection lost while writing: {exc!r}") from exc
+        finally:
+            self.write_started = None
+        self.bytes_out += len(data)
+        self.frames_out += 1
+        self.last_sent = anyio.current_time()
+
+    def stalled(self, now: float) -> bool:
+        """True if a write has been blocked for longer than ``write_timeout``."""
+        started = self.write_started
+        if started is None or self.write_timeout is None:
+            return False
+        if now - started > self.write_timeout:
+            self.stalled_out = True
+            return True
+        return False
+
+    async def receive(self) -> Event | None:
+        """
+        The next event from the peer, or ``None`` when the peer closed cleanly.
+
+        Raises:
+            RemoteProtocolError: the peer broke the protocol (or vanished mid-frame).
+            RpcConnectionError: the socket failed.
+        """
+        conn = self.conn
+        while True:
+            ev = conn.next_event()
+            if ev is NextEvent.NEED_DATA:
+                try:
+                    data = await self.stream.receive(_RECEIVE_CHUNK)
+                except (anyio.EndOfStream, anyio.ClosedResourceError):
+                    data = b""
+                except (anyio.BrokenResourceError, OSError) as exc:
+                    raise RpcConnectionError(f"connection lost: {exc!r}") from exc
+                self.bytes_in += len(data)
+                self.last_received = anyio.current_time()
+                conn.receive_data(data)
+                continue
+            if ev is NextEvent.CLOSED:
+                return None
+            self.frames_in += 1
+            return ev
+
+    async def aclose(self) -> None:
+        """Close the socket (idempotent, never raises)."""
+        if self.closed:
+            return
+        self.closed = True
+        with anyio.CancelScope(shield=True):
+            try:
+                with anyio.move_on_after(1):
+                    await self.stream.aclose()
+            except (OSError, anyio.BrokenResourceError, ProtocolError):
+                pass
