@@ -30,6 +30,7 @@ from ._errors import (
 )
 from ._events import Payload as Payload
 from ._netmach import NetMach as NetMach
+from ._replicant import Replicant as Replicant
 from ._server import Server as Server, Session as Session, serve as serve
 from ._states import (
     CLIENT_SCHEMA as CLIENT_SCHEMA,
@@ -58,6 +59,7 @@ __all__ = (
     "RemoteError",
     "RemoteProtocolError",
     "RemoteTimeout",
+    "Replicant",
     "RetryPolicy",
     "RpcConnectionError",
     "RpcError",

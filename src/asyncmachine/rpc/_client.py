@@ -74,8 +74,9 @@ from ._events import (
 )
 from ._netmach import NetMach
 from ._protocol import MAX_FRAME, SUPPORTED_VERSIONS
+from ._server import schema_hash
 from ._states import CLIENT_SCHEMA
-from ._transport import Link
+from ._transport import Link, collapse
 
 if TYPE_CHECKING:
     from anyio.abc import ByteStream, TaskGroup
@@ -212,6 +213,7 @@ class Client:
         self._rid_prefix = secrets.randbits(31) << 32
         self._rid = 0
         self._sync_inflight = False
+        self._handshaken = False
         self._err: BaseException | None = None
         #: Statistics: reconnects, full syncs, checksum/gap failures, ...
         self.stats = {"reconnects": 0, "syncs": 0, "clock_errors": 0, "clocks": 0}
@@ -343,9 +345,9 @@ class Client:
                 delay = min(delay * 2, policy.max_delay)
                 continue
             self.mach.add("Connected")
-            handshaken = False
+            self._handshaken = False
             try:
-                handshaken = await self._run_connection(stream)
+                await self._run_connection(stream)
             except _Fatal as f:
                 self.mach.add_err_state("ErrRpc", f.exc)
                 self.mach.add("ConnRetryFailed")
@@ -364,7 +366,7 @@ class Client:
             if not self.reconnect:
                 self._fail(NotConnected("disconnected (reconnect is off)"))
                 return
-            if handshaken:
+            if self._handshaken:
                 policy = self.reconnect_retry
                 attempt = 0
                 delay = policy.delay
@@ -385,14 +387,14 @@ class Client:
     def _on_disconnect(self) -> None:
         self._link = None
         self._ready = anyio.Event()
-        if self._netmach is not None and self._netmach.up:
-            self._netmach.up = False
+        if self._netmach is not None:
+            self._netmach._set_up(False)
         self._fail_pending(_ConnLost("connection lost"))
         if not self._closing:
             self.mach.add("Disconnected")
 
-    async def _run_connection(self, stream: ByteStream) -> bool:
-        """Handshake and serve one connection; True if the handshake succeeded."""
+    async def _run_connection(self, stream: ByteStream) -> None:
+        """Handshake and serve one connection (sets ``_handshaken`` on success)."""
         link = Link(stream, "client", max_frame=self.max_frame)
         try:
             self.mach.add("Handshaking")
@@ -426,14 +428,17 @@ class Client:
                 self.mach.remove("Exception")
             self.mach.remove(["RetryingConn", "RetryingCall"])
             self.mach.add("HandshakeDone")
+            self._handshaken = True
             self._ready.set()
             if not self._first.is_set():
                 self._first.set()
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._heartbeat, link)
-                await self._read_loop(link)
-                tg.cancel_scope.cancel()
-            return True
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._heartbeat, link)
+                    await self._read_loop(link)
+                    tg.cancel_scope.cancel()
+            except BaseExceptionGroup as group:
+                raise collapse(group) from None
         finally:
             await link.aclose()
 
@@ -463,19 +468,20 @@ class Client:
         if sorted(schema) != sorted(names):
             raise RemoteProtocolError("WELCOME names do not match its schema")
         nm = self._netmach
-        if nm is None or nm.state_names() != names or dict(nm.schema) != schema:
-            if nm is not None:
-                nm._dispose()
+        if nm is None:
             nm = NetMach(self, f"rnm-{self.id}", ev.id, schema, names)
             self._netmach = nm
             self._clock = ClockMirror(len(names))
-        from ._server import schema_hash
-
+        elif nm.state_names() != names or dict(nm.schema) != schema:
+            # A new schema: same NetMach object (servers re-serving it keep their
+            # hooks), a new mirror; waiters on the old one resolve False.
+            nm._replace_mirror(schema, names)
+            self._clock = ClockMirror(len(names))
         self._schema_hash = schema_hash(schema)
         nm._remote_id = ev.id
-        nm._lineage = list(ev.lineage)  # type: ignore[attr-defined]
-        nm.up = ev.up is not False
+        nm._lineage = list(ev.lineage)
         self._apply_clock(ev.clock)
+        nm._set_up(ev.up is not False)
 
     # -- reading ------------------------------------------------------------------
 
@@ -491,13 +497,13 @@ class Client:
             self.stats["clocks"] += 1
             if outcome is ApplyOutcome.RESET and body.epoch:
                 nm._epoch_base = body.epoch
-            if body.up is not None:
-                nm.up = body.up
             if body.err is not None:
                 nm._remote_err = (body.err[0], body.err[1], body.err[2])
             nm._apply(
                 mirror.time, mirror.q, mirror.m, reset=outcome is ApplyOutcome.RESET
             )
+            if body.up is not None:
+                nm._set_up(body.up)
         elif outcome in (ApplyOutcome.GAP, ApplyOutcome.INVALID):
             self.stats["clock_errors"] += 1
             self._request_sync()
@@ -632,6 +638,13 @@ class Client:
             packb(a)  # non-encodable args raise TypeError here; nothing is sent
         rid = self._next_rid()
         epoch = self._clock.epoch if self._clock is not None else None
+        if self._link is None:
+            # Not connected now: fail fast (Go returns canceled), do not queue up.
+            err: RpcError = NotConnected("remote mutation while disconnected")
+            self._err = err
+            if self.strict:
+                raise err
+            return Result.CANCELED
         try:
             for attempt in range(self.call_retries + 1):
                 if not await self._wait_ready(self.call_timeout):

@@ -67,11 +67,17 @@ class ClockExporter:
         )
 
     def update(
-        self, epoch: str, time: Sequence[int], queue_tick: int, machine_tick: int
+        self,
+        epoch: str,
+        time: Sequence[int],
+        queue_tick: int,
+        machine_tick: int,
+        *,
+        force: bool = False,
     ) -> ClockBody | None:
         """
         The delta from the last sent clock, a full clock when a delta cannot express
-        the change, or ``None`` when nothing changed.
+        the change, or ``None`` when nothing changed (an empty delta with *force*).
         """
         old = self.time
         if (
@@ -84,7 +90,7 @@ class ClockExporter:
         ):
             return self.full(epoch, time, queue_tick, machine_tick)
         idx = [i for i, (t, o) in enumerate(zip(time, old, strict=True)) if t != o]
-        if not idx and queue_tick == self.q and machine_tick == self.m:
+        if not idx and queue_tick == self.q and machine_tick == self.m and not force:
             return None
         self.n += 1
         body = ClockBody(

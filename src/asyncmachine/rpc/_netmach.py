@@ -65,10 +65,13 @@ class NetMach:
         self._mirror = Machine(schema, names=names, id=id)
         self._err: BaseException | None = None
         self._remote_err: tuple[str, str, str] | None = None
-        #: False while the upstream connection is down (the mirror is stale).
-        self.up = True
+        self._up = True
         self._epoch_base = ""
         self._resets = 0
+        #: Ids of the served machine and of every machine it mirrors (cycle checks).
+        self._lineage: list[str] = [remote_id]
+        self._tracers: list[object] = []
+        self._status_listeners: list[Callable[[NetMach], object]] = []
 
     # -- identity -----------------------------------------------------------------
 
@@ -86,6 +89,18 @@ class NetMach:
     def epoch(self) -> str:
         """This mirror's clock lineage: the upstream epoch plus a local reset count."""
         return f"{self._epoch_base}.{self._resets}"
+
+    @property
+    def up(self) -> bool:
+        """False while the connection upstream is down: the mirror is stale."""
+        return self._up
+
+    def _set_up(self, up: bool) -> None:
+        if up == self._up:
+            return
+        self._up = up
+        for fn in list(self._status_listeners):
+            fn(self)
 
     @property
     def mirror(self) -> Machine:
@@ -277,10 +292,12 @@ class NetMach:
 
     def add_tracer(self, tracer: object) -> None:
         """Trace the mirror: every applied clock update is one synthetic transition."""
+        self._tracers.append(tracer)
         self._mirror.add_tracer(tracer)
 
     def detach_tracer(self, tracer: object) -> None:
         """See :meth:`Machine.detach_tracer`."""
+        self._tracers.remove(tracer)
         self._mirror.detach_tracer(tracer)
 
     def bind_handlers(self, obj: object) -> int:
@@ -373,6 +390,23 @@ class NetMach:
             mutation_type=mutation_type,
             called=list(called) if called is not None else None,
         )
+
+    def _replace_mirror(
+        self, schema: Mapping[str, State], names: Sequence[str]
+    ) -> None:
+        """Install a new schema: a fresh mirror with the same tracers."""
+        old = self._mirror
+        new = Machine(schema, names=names, id=old.id)
+        for t in self._tracers:
+            new.add_tracer(t)
+        self._mirror = new
+        self._resets += 1
+        old_schema = {n: st.to_dict() for n, st in old.schema.items()}
+        old.dispose()
+        for t in self._tracers:
+            hook = getattr(t, "schema_change", None)
+            if hook is not None:
+                hook(new, old_schema)
 
     def _dispose(self) -> None:
         self._mirror.dispose()

@@ -72,7 +72,7 @@ from ._events import (
 )
 from ._protocol import MAX_FRAME, SUPPORTED_VERSIONS
 from ._states import SERVER_SCHEMA, SESSION_SCHEMA
-from ._transport import Link
+from ._transport import Link, collapse
 
 if TYPE_CHECKING:
     from anyio.abc import ByteStream, TaskGroup
@@ -225,13 +225,19 @@ class Session:
         self._tg: TaskGroup | None = None
         self._welcomed = False
         self._schema_dirty = False
+        self._status_dirty = False
 
     # -- clocks -------------------------------------------------------------------
 
-    def _clock_update(self, full: bool = False) -> ClockBody | None:
+    def _clock_update(
+        self, full: bool = False, force: bool = False
+    ) -> ClockBody | None:
         src = self.server.source
         args = (src.epoch, src.time(), src.queue_tick(), src.machine_tick())
-        body = self._exporter.full(*args) if full else self._exporter.update(*args)
+        if full:
+            body: ClockBody | None = self._exporter.full(*args)
+        else:
+            body = self._exporter.update(*args, force=force)
         if body is not None:
             self._last_clock = anyio.current_time()
             body = self.server._decorate_clock(body)
@@ -246,6 +252,10 @@ class Session:
     def mark_dirty(self) -> None:
         self._dirty.set()
 
+    def mark_status_dirty(self) -> None:
+        self._status_dirty = True
+        self._dirty.set()
+
     def mark_schema_dirty(self) -> None:
         self._schema_dirty = True
         self._dirty.set()
@@ -258,13 +268,16 @@ class Session:
         try:
             if not await self._handshake():
                 return
-            async with anyio.create_task_group() as tg:
-                self._tg = tg
-                if self.server.push_interval is not None:
-                    tg.start_soon(self._push_loop)
-                tg.start_soon(self._heartbeat)
-                await self._read_loop()
-                tg.cancel_scope.cancel()
+            try:
+                async with anyio.create_task_group() as tg:
+                    self._tg = tg
+                    if self.server.push_interval is not None:
+                        tg.start_soon(self._push_loop)
+                    tg.start_soon(self._heartbeat)
+                    await self._read_loop()
+                    tg.cancel_scope.cancel()
+            except BaseExceptionGroup as group:
+                raise collapse(group) from None
         except RemoteProtocolError as exc:
             self.mach.add_err_state("ErrRpc", exc)
             await self._send_error(exc.code, str(exc), fatal=True, retry=True)
@@ -491,7 +504,9 @@ class Session:
             await self.link.send(self._clock_frame)
 
     def _clock_frame(self) -> Clock | None:
-        body = self._clock_update()
+        force = self._status_dirty
+        self._status_dirty = False
+        body = self._clock_update(force=force)
         return None if body is None else Clock(clock=body)
 
     async def _heartbeat(self) -> None:
@@ -622,6 +637,10 @@ class Server:
         for s in self.sessions.values():
             s.mark_schema_dirty()
 
+    def _source_status_changed(self, _source: object = None) -> None:
+        for s in self.sessions.values():
+            s.mark_status_dirty()
+
     def _source_up(self) -> bool | None:
         up = getattr(self.source, "up", None)
         return None if up is None else bool(up)
@@ -675,6 +694,9 @@ class Server:
         sock_addr = self._listeners[0].extra(SocketAttribute.local_address)
         self.addr = (str(sock_addr[0]), int(sock_addr[1]))
         self.source.add_tracer(self._hook)
+        listeners = getattr(self.source, "_status_listeners", None)
+        if listeners is not None:
+            listeners.append(self._source_status_changed)
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
@@ -699,6 +721,9 @@ class Server:
                     await s.link.send(Bye(code="shutdown", reconnect=True))
         with contextlib.suppress(ValueError):
             self.source.detach_tracer(self._hook)
+        listeners = getattr(self.source, "_status_listeners", None)
+        if listeners is not None and self._source_status_changed in listeners:
+            listeners.remove(self._source_status_changed)
         assert self._tg is not None
         self._tg.cancel_scope.cancel()
         try:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from ._events import Event
 
-__all__ = ("Link",)
+__all__ = ("Link", "collapse")
 
 _RECEIVE_CHUNK = 65536
 
@@ -136,3 +136,24 @@ class Link:
                     await self.stream.aclose()
             except (OSError, anyio.BrokenResourceError, ProtocolError):
                 pass
+
+
+def collapse(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """
+    The error to raise instead of a task group's exception group.
+
+    A connection's task group fails because one of its tasks hit an error (the
+    others are then cancelled): that error is what callers handle. A group holding
+    anything but ``Exception`` instances (cancellation, KeyboardInterrupt) is kept.
+    """
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        exc = stack.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            stack.extend(reversed(exc.exceptions))
+        else:
+            leaves.append(exc)
+    if leaves and all(isinstance(e, Exception) for e in leaves):
+        return leaves[0]
+    return group
