@@ -165,6 +165,12 @@ class _Binding:
 
 
 _Fns: TypeAlias = tuple[tuple[int, Handler], ...]
+#: (target, rejected called states, exits, enters) of a resolved mutation.
+_Plan: TypeAlias = tuple[
+    tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]
+]
+#: Resolved mutations cached per schema (cleared when full).
+_PLAN_CACHE: Final = 4096
 # `Machine.set` shadows the builtin inside the class body, so annotations use this.
 _StrSet: TypeAlias = set[str]
 
@@ -926,45 +932,37 @@ class Machine:
         is_check = mut.is_check
         before = self._active
         before_set = self._active_set
+        before_t = tuple(before)
         self._tx_seq += 1
-        tx = Transition(self, self._tx_seq, mut, tuple(before), dict(self._clock))
+        tx = Transition(self, self._tx_seq, mut, before_t, dict(self._clock))
         self._transition = tx
         log_level = self._log_level
 
         # H5: setup
-        if mtype is ADD:
-            to_set: list[str] = [*called, *before]
-        elif mtype is REMOVE:
-            to_set = [s for s in before if s not in called]
-        else:
-            to_set = list(called)
         rlog = None
         if log_level >= 3:
             self._log_tx_start(mut)
             rlog = self._log_resolver
-        target = rel.resolve(mtype is REMOVE, called, before_set, to_set, rlog, is_auto)
+        target_t, rejected, exits_t, enters_t = self._plan(
+            mtype, called, before_t, before_set, rlog, is_auto
+        )
+        target = list(target_t)
         accepted = True
-        if mtype is not REMOVE:
-            tset = set(target)
-            rejected = [c for c in called if c not in tset]
-            if rejected:
-                if is_auto:
-                    accepted = len(rejected) < len(called)
-                elif is_check:
-                    multi = rel.multi
-                    accepted = any(c in multi for c in called)
-                else:
-                    accepted = False
-                if not accepted and log_level >= 3:
-                    self._log(3, "[cancel:reject] %s", " ".join(rejected))
+        if rejected:
+            if is_auto:
+                accepted = len(rejected) < len(called)
+            elif is_check:
+                multi = rel.multi
+                accepted = any(c in multi for c in called)
+            else:
+                accepted = False
+            if not accepted and log_level >= 3:
+                self._log(3, "[cancel:reject] %s", " ".join(rejected))
         tx.target = target
         tx.accepted = accepted
         if accepted:
-            self._exits_enters(tx, target, before, before_set, called)
-        if log_level >= 3:
-            implied = [s for s in target if s not in to_set]
-            if implied:
-                self._log(3, "[implied] %s", " ".join(implied))
+            tx.exits = list(exits_t)
+            tx.enters = list(enters_t)
         tr = self._tr
         if tr:
             if "transition_init" in tr:
@@ -987,12 +985,15 @@ class Machine:
 
         if is_auto and accepted:  # H8
             tset = set(tx.target)
-            clean = [c for c in called if c in tset]
-            target = rel.resolve(
-                False, clean, before_set, [*clean, *before], rlog, is_auto
+            clean = tuple(c for c in called if c in tset)
+            # Auto states called here are inactive, so re-resolving with only the
+            # surviving called states gives the same enters as with all of them.
+            target_t, _, exits_t, enters_t = self._plan(
+                ADD, clean, before_t, before_set, rlog, is_auto
             )
-            tx.target = target
-            self._exits_enters(tx, target, before, before_set, called)
+            tx.target = list(target_t)
+            tx.exits = list(exits_t)
+            tx.enters = list(enters_t)
 
         has_changed = False
         if accepted:
@@ -1067,24 +1068,55 @@ class Machine:
             self._handler_failed(tx, failed)
         return res
 
-    def _exits_enters(
+    def _plan(
         self,
-        tx: Transition,
-        target: list[str],
-        before: list[str],
-        before_set: _StrSet,
+        mtype: MutationType,
         called: tuple[str, ...],
-    ) -> None:
-        """Compute exits (sorted like targets) and enters [R11]."""
+        before: tuple[str, ...],
+        before_set: _StrSet,
+        log: Callable[[int, str], None] | None,
+        is_auto: bool,
+    ) -> _Plan:
+        """
+        Resolve a mutation: ``(target, rejected, exits, enters)`` [H5, R1-R11].
+
+        The result depends only on the schema and on (type, called states, active
+        states in order), so it is cached per schema; a workload that cycles through
+        a few situations resolves each once. Logging runs uncached, as it reports the
+        resolver's reasoning.
+        """
+        key = (mtype, called, before)
+        rel = self._rel
+        if log is None:
+            plan = rel.plans.get(key)
+            if plan is not None:
+                return plan
+        if mtype is ADD:
+            to_set: list[str] = [*called, *before]
+        elif mtype is REMOVE:
+            to_set = [s for s in before if s not in called]
+        else:
+            to_set = list(called)
+        target = rel.resolve(mtype is REMOVE, called, before_set, to_set, log, is_auto)
         tset = set(target)
+        rejected = () if mtype is REMOVE else tuple(c for c in called if c not in tset)
         exits = [s for s in before if s not in tset]
         if len(exits) > 1:
-            self._rel.sort_states(exits)
-        multi = self._rel.multi
-        tx.exits = exits
-        tx.enters = [
+            rel.sort_states(exits)
+        multi = rel.multi
+        enters = tuple(
             s for s in target if s not in before_set or (s in multi and s in called)
-        ]
+        )
+        plan = (tuple(target), rejected, tuple(exits), enters)
+        if log is None:
+            if len(rel.plans) >= _PLAN_CACHE:
+                rel.plans.clear()
+            rel.plans[key] = plan
+        else:
+            implied = [s for s in target if s not in to_set]
+            if implied:
+                self._log(3, "[implied] %s", " ".join(implied))
+        return plan
 
     def _negotiate(self, tx: Transition) -> bool:
         """Negotiation handlers [H6]; False when canceled."""

@@ -46,6 +46,7 @@ class Relations:
         "auto_names",
         "has_after",
         "multi",
+        "plans",
         "remove",
         "removed_by",
         "require",
@@ -84,6 +85,11 @@ class Relations:
         self.has_after = bool(self.after)
         self.topology: list[str] = require_topology(schema, state_names)
         self.topo_key: dict[str, int] = {n: i for i, n in enumerate(self.topology)}
+        #: A cache owned by the machine: resolved mutations of this schema.
+        self.plans: dict[
+            tuple[object, ...],
+            tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]],
+        ] = {}
 
     # -- resolution -----------------------------------------------------------------
 
