@@ -144,3 +144,37 @@ def compare(case: dict[str, Any]) -> list[str]:
         if diffs:
             break
     return diffs
+
+
+def is_neutral(case: dict[str, Any]) -> bool:
+    """True if the case's handlers only record (no rejection, panic or mutation)."""
+    h = case["handlers"]
+    keys = ("reject_enter", "reject_exit", "reject_self", "reject_pair", "panic")
+    return not any(h.get(k) for k in keys) and not h.get("state_mutations")
+
+
+def compare_unobserved(case: dict[str, Any]) -> list[str]:
+    """
+    Replay a neutral case with no handler bound (the machine's fast path) and
+    compare results, active states and clocks with the recording.
+    """
+    schema = case["schema"]
+    names = [*schema, "Exception"]
+    mach = am.Machine(schema, names=names, id=case["id"])
+    diffs: list[str] = []
+    for i, (step, exp) in enumerate(zip(case["steps"], case["expect"], strict=True)):
+        res = getattr(mach, step["op"])(step["states"])
+        actual = {
+            "result": str(res),
+            "active": mach.active_states(),
+            "clock": mach.clock(),
+        }
+        diffs.extend(
+            f"{case['id']} step {i} {step['op']} {step['states']}: {key}\n"
+            f"  expected {exp[key]}\n  actual   {actual[key]}"
+            for key in ("result", "active", "clock")
+            if exp[key] != actual[key]
+        )
+        if diffs:
+            break
+    return diffs

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from conformance import compare, load_cases
+from conformance import compare, compare_unobserved, is_neutral, load_cases
 
 CASES = load_cases()
 
@@ -23,4 +23,19 @@ def test_corpus_is_complete() -> None:
 def test_case(case: dict[str, Any]) -> None:
     """Results, active states, clocks, handler calls and transitions match Go."""
     diffs = compare(case)
+    assert not diffs, "\n".join(diffs)
+
+
+NEUTRAL = [c for c in CASES if is_neutral(c) and not c["init"]["calls"]]
+
+
+def test_neutral_cases_exist() -> None:
+    """Enough cases need no handler behaviour to cover the unobserved fast path."""
+    assert len(NEUTRAL) > 200
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c["id"]) for c in NEUTRAL])
+def test_case_without_handlers(case: dict[str, Any]) -> None:
+    """The same results and clocks with no handler bound (the fast path)."""
+    diffs = compare_unobserved(case)
     assert not diffs, "\n".join(diffs)
