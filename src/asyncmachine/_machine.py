@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -39,9 +40,10 @@ from collections.abc import (
     Iterable,
     Mapping,
     Sequence,
+    Set as AbstractSet,
 )
 from functools import partial
-from typing import TYPE_CHECKING, Final, Self, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Self, TypeAlias, TypeVar
 
 import anyio
 
@@ -146,6 +148,55 @@ def _env_int(name: str) -> int | None:
         return None
 
 
+_DEFAULT_MAPPER: Final = new_args_mapper()
+#: Shared empty tables of machines without handlers or tracers; never mutated.
+_NO_TABLE: Final[Mapping[str, Any]] = types.MappingProxyType({})
+_NO_HOOKS: Final[dict[str, list[Callable[..., object]]]] = {}
+_NO_NAMES: Final[Mapping[str, tuple[str, str, str, str, str]]] = types.MappingProxyType(
+    {}
+)
+
+
+@functools.lru_cache(maxsize=256)
+def _handler_names(
+    names: tuple[str, ...],
+) -> Mapping[str, tuple[str, str, str, str, str]]:
+    """Handler method names per state, shared by machines with the same states."""
+    return types.MappingProxyType(
+        {
+            s: (f"{s}_enter", f"{s}_exit", f"{s}_state", f"{s}_end", f"{s}_{s}")
+            for s in names
+        }
+    )
+
+
+_Shape: TypeAlias = tuple[dict[str, State], list[str], dict[str, int], Relations]
+_SHAPES: dict[tuple[object, ...], _Shape] = {}
+_SHAPES_MAX: Final = 256
+
+
+def _shape(schema: dict[str, State], names: list[str]) -> _Shape:
+    """
+    The read-only tables of a schema in a state order, shared between machines.
+
+    Machines never mutate these in place (a schema change or an import assigns new
+    ones), so 10,000 machines of one schema hold one copy, and one plan cache.
+    """
+    key = (tuple(schema.items()), tuple(names))
+    shape = _SHAPES.get(key)
+    if shape is None:
+        if len(_SHAPES) >= _SHAPES_MAX:
+            _SHAPES.clear()
+        shape = (
+            schema,
+            names,
+            {n: i for i, n in enumerate(names)},
+            Relations(schema, names),
+        )
+        _SHAPES[key] = shape
+    return shape
+
+
 class _HandlerFailed(Exception):
     """Internal: a handler raised (``exc``) or ran over the timeout (``exc is None``)."""
 
@@ -172,7 +223,8 @@ _Plan: TypeAlias = tuple[
 #: Resolved mutations cached per schema (cleared when full).
 _PLAN_CACHE: Final = 4096
 # `Machine.set` shadows the builtin inside the class body, so annotations use this.
-_StrSet: TypeAlias = set[str]
+_StrSet: TypeAlias = AbstractSet[str]
+_EMPTY_SET: Final[frozenset[str]] = frozenset()
 
 
 class Machine:
@@ -200,6 +252,70 @@ class Machine:
         SchemaError: the schema or *names* is invalid.
         TypeError: a handler is a coroutine function.
     """
+
+    __slots__ = (
+        "__weakref__",
+        "_active",
+        "_active_set",
+        "_args_models",
+        "_binding_seq",
+        "_bindings",
+        "_changed",
+        "_clock",
+        "_dispose_deferred",
+        "_disposed",
+        "_disposing",
+        "_epoch",
+        "_err",
+        "_err_internal",
+        "_ever_bound",
+        "_explicit_names",
+        "_foreign",
+        "_handler_timeout",
+        "_hmap",
+        "_hn",
+        "_id",
+        "_id5",
+        "_index",
+        "_log_level",
+        "_loop_key",
+        "_machine_tick",
+        "_names",
+        "_on_dispose",
+        "_owner",
+        "_pairs",
+        "_parent",
+        "_parent_id",
+        "_pending",
+        "_processing",
+        "_queue",
+        "_queue_tick",
+        "_rel",
+        "_root_ctx_",
+        "_schema",
+        "_state_ctxs",
+        "_tags",
+        "_tg",
+        "_tr",
+        "_tracers",
+        "_transition",
+        "_tx_seq",
+        "_wake",
+        "_wake_scheduled",
+        "_wargs",
+        "_wby",
+        "_wdisposed",
+        "_wqend",
+        "_wquery",
+        "_wtick",
+        "catch_exceptions",
+        "detect_eval",
+        "log_args",
+        "logger",
+        "on_change",
+        "on_error",
+        "queue_limit",
+    )
 
     def __init__(
         self,
@@ -229,7 +345,7 @@ class Machine:
         else:
             self._parent = None
             self._parent_id = parent
-        self._tags = list(tags)
+        self._tags = tuple(tags)
         self._handler_timeout = handler_timeout
         self.catch_exceptions = catch_exceptions
         if queue_limit < 1:
@@ -244,37 +360,37 @@ class Machine:
         self.logger: logging.Logger = _logger
         #: Maps mutation args to the ``(k=v)`` part of log lines.
         self.log_args: Callable[[Mapping[str, object]], Mapping[str, str]] = (
-            new_args_mapper()
+            _DEFAULT_MAPPER
         )
         #: Called as ``on_error(mach, err)`` whenever an error is added.
         self.on_error: Callable[[Machine, BaseException], object] | None = None
         #: Called as ``on_change(mach, time_before, time_after)`` after each
         #: non-check transition.
         self.on_change: Callable[[Machine, list[int], list[int]], object] | None = None
-        #: Handler timeouts and other errors that do not become ``Exception``.
-        self.err_internal: deque[BaseException] = deque(maxlen=100)
+        self._err_internal: deque[BaseException] | None = None
 
         # schema
         schema, self._args_models = _unpack_schema(schema)
         normalized, conflicts = normalize_schema(schema)
-        self._schema: dict[str, State] = normalized
-        self._names: list[str] = resolve_names(normalized, names)
+        # Machines with the same schema and order share its read-only tables.
+        self._schema, self._names, self._index, self._rel = _shape(
+            normalized, resolve_names(normalized, names)
+        )
         self._explicit_names = names is not None
-        self._index: dict[str, int] = {n: i for i, n in enumerate(self._names)}
-        self._rel = Relations(normalized, self._names)
 
         # clocks and active states
         self._clock: dict[str, int] = dict.fromkeys(self._names, 0)
         #: Internal active order: the target order of the last transition [H10].
         self._active: list[str] = []
-        self._active_set: _StrSet = set()
+        self._active_set: _StrSet = _EMPTY_SET
         self._machine_tick = 0
         #: Names the lineage of this machine's clocks; changes whenever ticks may go
         #: backwards (an import), so mirrors know a delta would be meaningless.
-        self._epoch = secrets.token_hex(4)
+        self._epoch: str | None = None
 
         # queue
-        self._queue: deque[Mutation] = deque()
+        # A list: queues are short, and a list is 10x smaller than a deque.
+        self._queue: list[Mutation] = []
         self._queue_tick = 1  # [C6]
         self._pending = 0  # appended items still in the queue
         self._processing = False
@@ -286,24 +402,27 @@ class Machine:
         self._bindings: dict[int, _Binding] = {}
         self._binding_seq = 0
         self._ever_bound = False
-        self._hmap: dict[str, _Fns] = {}
-        self._pairs: dict[str, dict[str, tuple[str, _Fns]]] = {}
-        self._hn: dict[str, tuple[str, str, str, str, str]] = {}
-        self._build_handler_names()
+        # Shared empty tables until handlers are bound (always replaced, never
+        # mutated in place).
+        self._hmap: Mapping[str, _Fns] = _NO_TABLE
+        self._pairs: Mapping[str, dict[str, tuple[str, _Fns]]] = _NO_TABLE
+        self._hn: Mapping[str, tuple[str, str, str, str, str]] = _NO_NAMES
 
         # tracers
-        self._tracers: list[object] = list(tracers)
-        self._tr: dict[str, list[Callable[..., object]]] = tracer_hooks(self._tracers)
+        self._tracers: tuple[object, ...] = tuple(tracers)
+        self._tr: dict[str, list[Callable[..., object]]] = (
+            tracer_hooks(list(self._tracers)) if self._tracers else _NO_HOOKS
+        )
 
         # lifecycle
         self._disposing = False
         self._disposed = False
         self._dispose_deferred = False
-        self._on_dispose: list[Callable[[str], object]] = []
+        self._on_dispose: list[Callable[[str], object]] | None = None
 
         # async runtime: contexts, waiters, tasks, threads
         #: Expires on dispose; state contexts and tasks are its children.
-        self._root_ctx = Context()
+        self._root_ctx_: Context | None = None
         #: At most one live context per state [X2].
         self._state_ctxs: dict[str, StateContext] = {}
         self._wby: dict[str, list[Waiter]] = {}
@@ -320,9 +439,9 @@ class Machine:
         self._wake: Callable[[], object] | None = None
         self._wake_scheduled = False
         #: Work submitted by other threads, drained on the loop thread.
-        self._foreign: deque[
-            tuple[Callable[[], object], concurrent.futures.Future[object]]
-        ] = deque()
+        self._foreign: (
+            deque[tuple[Callable[[], object], concurrent.futures.Future[object]]] | None
+        ) = None
         self._tg: TaskGroup | None = None
         #: Report nested ``eval()`` calls as errors (Go ``DetectEval``).
         self.detect_eval = False
@@ -372,7 +491,7 @@ class Machine:
 
     def set_tags(self, tags: Iterable[str]) -> None:
         """Replace the machine's tags."""
-        self._tags = list(tags)
+        self._tags = tuple(tags)
 
     @property
     def log_level(self) -> int:
@@ -396,8 +515,29 @@ class Machine:
         return types.MappingProxyType(self._schema)
 
     @property
+    def err_internal(self) -> deque[BaseException]:
+        """Handler timeouts and other errors that do not become ``Exception``."""
+        if self._err_internal is None:
+            self._err_internal = deque(maxlen=100)
+        return self._err_internal
+
+    def _internal(self, exc: BaseException) -> None:
+        self.err_internal.append(exc)
+
+    def _root(self) -> Context:
+        """The machine's root context (expires on dispose), made on first use."""
+        ctx = self._root_ctx_
+        if ctx is None:
+            ctx = self._root_ctx_ = Context()
+            if self._disposing:
+                ctx.expire(f"machine {self._id!r} disposed")
+        return ctx
+
+    @property
     def epoch(self) -> str:
         """The clock lineage id; it changes when ticks may go backwards (import)."""
+        if self._epoch is None:
+            self._epoch = secrets.token_hex(4)
         return self._epoch
 
     @property
@@ -911,7 +1051,8 @@ class Machine:
                 clock[s] += 1
             for s in enters_t:
                 clock[s] += 2 if s in before_set else 1
-            active = self._active_set = set(target_t)
+            active: _StrSet = set(target_t)
+            self._active_set = active
             if self._state_ctxs:
                 # done-callbacks are user code: their mutations queue, not nest
                 self._processing = True
@@ -949,7 +1090,7 @@ class Machine:
 
     def _prepend(self, mut: Mutation) -> Result:
         """Put *mut* at the head of the queue and drain, or return QUEUED [Q5]."""
-        self._queue.appendleft(mut)
+        self._queue.insert(0, mut)
         if "mutation_queued" in self._tr:
             self._trace("mutation_queued", self, mut)
         if self._processing:
@@ -963,7 +1104,7 @@ class Machine:
         first: Result | None = None
         try:
             while queue:
-                mut = queue.popleft()
+                mut = queue.pop(0)
                 if mut.queue_tick:
                     self._queue_tick += 1
                     self._pending -= 1
@@ -1101,7 +1242,7 @@ class Machine:
             try:
                 self.on_change(self, tx.time_before, tx.time_after)
             except Exception as exc:  # noqa: BLE001 - user code: errors become state
-                self.err_internal.append(exc)
+                self._internal(exc)
                 self._log(2, "[error] on_change raised %r", exc)
         if (
             accepted
@@ -1296,7 +1437,7 @@ class Machine:
                 clock[s] += 1
                 gone.add(s)
         self._active = [s for s in self._active if s not in gone]
-        self._active_set -= gone
+        self._active_set = self._active_set - gone
         if self._state_ctxs:
             self._expire_state_ctxs(gone)  # [DEV-10]
         if self._log_level >= 2 and gone:
@@ -1335,7 +1476,7 @@ class Machine:
             err = HandlerTimeoutError(
                 f"handler {failed.name!r} ran over {self._handler_timeout}s"
             )
-            self.err_internal.append(err)
+            self._internal(err)
             self._log(3, "[cancel] (%s) by timeout", " ".join(tx.target))
             return
         exc = failed.exc
@@ -1387,7 +1528,7 @@ class Machine:
         try:
             self.on_error(self, err)
         except Exception as exc:  # noqa: BLE001 - user code: errors become state
-            self.err_internal.append(exc)
+            self._internal(exc)
             self._log(2, "[error] on_error raised %r", exc)
 
     # ------------------------------------------------------------------ handlers
@@ -1421,12 +1562,10 @@ class Machine:
         self._rebuild_handlers()
 
     def _build_handler_names(self) -> None:
-        self._hn = {
-            s: (f"{s}_enter", f"{s}_exit", f"{s}_state", f"{s}_end", f"{s}_{s}")
-            for s in self._names
-        }
+        self._hn = _handler_names(tuple(self._names))
 
     def _rebuild_handlers(self) -> None:
+        self._build_handler_names()
         hmap: dict[str, list[tuple[int, Handler]]] = {}
         for b in self._bindings.values():
             for name, fn in b.fns.items():
@@ -1445,15 +1584,17 @@ class Machine:
     def add_tracer(self, tracer: object) -> None:
         """Attach a tracer (see :class:`TracerNoOp` for the hooks)."""
         if tracer not in self._tracers:
-            self._tracers.append(tracer)
-            self._tr = tracer_hooks(self._tracers)
+            self._tracers = (*self._tracers, tracer)
+            self._tr = tracer_hooks(list(self._tracers))
 
     bind_tracer = add_tracer
 
     def detach_tracer(self, tracer: object) -> None:
         """Detach a tracer."""
-        self._tracers.remove(tracer)
-        self._tr = tracer_hooks(self._tracers)
+        if tracer not in self._tracers:
+            raise ValueError(f"{tracer!r} is not a tracer of machine {self._id!r}")
+        self._tracers = tuple(t for t in self._tracers if t is not tracer)
+        self._tr = tracer_hooks(list(self._tracers)) if self._tracers else _NO_HOOKS
 
     @property
     def tracers(self) -> list[object]:
@@ -1471,7 +1612,7 @@ class Machine:
         self, hook: str, fn: Callable[..., object], exc: BaseException
     ) -> None:
         hook_failed(fn, exc)
-        self.err_internal.append(exc)
+        self._internal(exc)
         fns = self._tr.get(hook)
         if fns and fn in fns:
             fns.remove(fn)
@@ -1771,7 +1912,7 @@ class Machine:
                 self._call(tx, name, fns)
             except _HandlerFailed as f:
                 err = f.exc if f.exc is not None else HandlerTimeoutError(name)
-                self.err_internal.append(err)
+                self._internal(err)
                 self._log(2, "[error] mirror handler %s raised %r", name, err)
 
     # ------------------------------------------------------------------ schema change
@@ -1843,6 +1984,8 @@ class Machine:
         ident = threading.get_ident()
         if self._owner is not None and self._owner != ident:
             self._foreign_thread_error()
+        if self._foreign is None:
+            self._foreign = deque()
         key: object
         try:
             loop = asyncio.get_running_loop()
@@ -1889,7 +2032,7 @@ class Machine:
             ctx = StateContext(self, name, 0, None)
             ctx.expire(f"machine {self._id!r} disposed")
             return ctx
-        ctx = StateContext(self, name, self._clock[name], self._root_ctx)
+        ctx = StateContext(self, name, self._clock[name], self._root())
         self._state_ctxs[name] = ctx
         return ctx
 
@@ -2083,6 +2226,8 @@ class Machine:
             return False
         w = Waiter(None, (name,))
         entry = (w, expected)
+        if self._hn is _NO_NAMES:
+            self._build_handler_names()  # the final phase runs for these waiters
         self._wargs.setdefault(name, []).append(entry)
 
         def remove() -> None:
@@ -2238,7 +2383,7 @@ class Machine:
     ) -> None:
         with anyio.CancelScope() as cs:
             handles: list[tuple[Context, int]] = []
-            for c in (self._root_ctx, ctx):
+            for c in (self._root(), ctx):
                 if c is None:
                     continue
                 if c.expired:
@@ -2307,7 +2452,9 @@ class Machine:
                 fut.set_exception(exc)
             return fut
         # deque.append is atomic: the hand-off itself needs no lock.
-        self._foreign.append((fn, fut))  # type: ignore[arg-type]
+        q = self._foreign
+        assert q is not None  # made by _bind_loop, which set the owner
+        q.append((fn, fut))  # type: ignore[arg-type]
         if not self._wake_scheduled:
             self._wake_scheduled = True
             wake = self._wake
@@ -2380,6 +2527,8 @@ class Machine:
 
     def on_dispose(self, fn: Callable[[str], object]) -> None:
         """Register *fn(machine_id)* to run when the machine is disposed."""
+        if self._on_dispose is None:
+            self._on_dispose = []
         self._on_dispose.append(fn)
 
     def dispose(self) -> None:
@@ -2412,14 +2561,14 @@ class Machine:
         self._queue.clear()
         self._pending = 0
         self._disposed = True
-        self._root_ctx.expire(f"machine {self._id!r} disposed")
+        self._root().expire(f"machine {self._id!r} disposed")
         self._state_ctxs.clear()
         self._resolve_all_waiters()
-        for fn in self._on_dispose:
+        for fn in self._on_dispose or ():
             try:
                 fn(self._id)
             except Exception as exc:  # noqa: BLE001 - user code: errors become state
-                self.err_internal.append(exc)
+                self._internal(exc)
                 self._log(2, "[error] on_dispose raised %r", exc)
         ws, self._wdisposed = self._wdisposed, []
         for w in ws:
