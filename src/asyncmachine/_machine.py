@@ -222,6 +222,10 @@ _Plan: TypeAlias = tuple[
 ]
 #: Resolved mutations cached per schema (cleared when full).
 _PLAN_CACHE: Final = 4096
+#: (negotiation calls (name, fns, log kind), final calls (name, fns, enters index)).
+_CallPlan: TypeAlias = tuple[
+    tuple[tuple[str, "_Fns", str], ...], tuple[tuple[str, "_Fns", int], ...]
+]
 # `Machine.set` shadows the builtin inside the class body, so annotations use this.
 _StrSet: TypeAlias = AbstractSet[str]
 _EMPTY_SET: Final[frozenset[str]] = frozenset()
@@ -260,6 +264,7 @@ class Machine:
         "_args_models",
         "_binding_seq",
         "_bindings",
+        "_call_plans",
         "_changed",
         "_clock",
         "_dispose_deferred",
@@ -407,6 +412,7 @@ class Machine:
         self._hmap: Mapping[str, _Fns] = _NO_TABLE
         self._pairs: Mapping[str, dict[str, tuple[str, _Fns]]] = _NO_TABLE
         self._hn: Mapping[str, tuple[str, str, str, str, str]] = _NO_NAMES
+        self._call_plans: dict[tuple[object, ...], _CallPlan] | None = None
 
         # tracers
         self._tracers: tuple[object, ...] = tuple(tracers)
@@ -1181,10 +1187,15 @@ class Machine:
                 self._trace("transition_start", tx)
 
         failed: _HandlerFailed | None = None
+        calls: _CallPlan | None = None
         # H6: negotiation
         if accepted:
             try:
-                accepted = self._negotiate(tx)
+                if self._hmap and not is_auto:
+                    calls = self._call_plan(mtype, called, before_t, tx)
+                    accepted = self._negotiate_planned(tx, calls[0])
+                else:
+                    accepted = self._negotiate(tx)
             except _HandlerFailed as f:
                 accepted = False
                 failed = f
@@ -1231,7 +1242,10 @@ class Machine:
             # H11: final handlers (also run for when_args waiters [W5])
             if self._hmap or self._wargs:
                 try:
-                    self._finals(tx)
+                    if calls is not None and not self._wargs:
+                        self._finals_planned(tx, calls[1])
+                    else:
+                        self._finals(tx)
                 except _HandlerFailed as f:
                     failed = f
                     accepted = tx.accepted = False
@@ -1393,6 +1407,94 @@ class Machine:
         if fns and not call(tx, "any_enter", fns):
             return self._cancel(tx, "any_enter")
         return True
+
+    def _call_plan(
+        self,
+        mtype: MutationType,
+        called: tuple[str, ...],
+        before: tuple[str, ...],
+        tx: Transition,
+    ) -> _CallPlan:
+        """
+        The handlers a non-auto transition calls, in order [H6, H11].
+
+        Outside auto transitions nothing changes the target during negotiation, so
+        the calls follow from the resolved plan and the bound handlers alone; they
+        are cached with the plan's key until handlers are (un)bound or the schema
+        changes. Only methods that exist are listed.
+        """
+        cache = self._call_plans
+        if cache is None:
+            cache = self._call_plans = {}
+        key = (mtype, called, before)
+        plan = cache.get(key)
+        if plan is not None:
+            return plan
+        hmap = self._hmap
+        hn = self._hn
+        neg: list[tuple[str, _Fns, str]] = []
+        for s in tx.exits:
+            name = hn[s][1]
+            if name in hmap:
+                neg.append((name, hmap[name], ""))
+        for s in tx.enters:
+            name = hn[s][0]
+            if name in hmap:
+                neg.append((name, hmap[name], ""))
+        target = tx.target
+        if mtype is not REMOVE:
+            for s in target:
+                name = hn[s][4]
+                if s in before and name in hmap:
+                    neg.append((name, hmap[name], ":self"))
+        for b in before:
+            pm = self._pairs.get(b)
+            if pm:
+                for t in target:
+                    entry = pm.get(t) if t != b else None
+                    if entry:
+                        neg.append((entry[0], entry[1], ""))
+        if "any_enter" in hmap:
+            neg.append(("any_enter", hmap["any_enter"], ""))
+        fin: list[tuple[str, _Fns, int]] = []
+        for s in tx.exits:
+            name = hn[s][3]
+            if name in hmap:
+                fin.append((name, hmap[name], -1))
+        for i, s in enumerate(tx.enters):
+            name = hn[s][2]
+            if name in hmap:
+                fin.append((name, hmap[name], i))
+        if "any_state" in hmap:
+            fin.append(("any_state", hmap["any_state"], -1))
+        plan = (tuple(neg), tuple(fin))
+        if len(cache) >= _PLAN_CACHE:
+            cache.clear()
+        cache[key] = plan
+        return plan
+
+    def _negotiate_planned(
+        self, tx: Transition, calls: tuple[tuple[str, _Fns, str], ...]
+    ) -> bool:
+        """Negotiation of a non-auto transition from its call plan [H6]."""
+        call = self._call
+        for name, fns, kind in calls:
+            if not call(tx, name, fns):
+                return self._cancel(tx, name, kind)
+        return True
+
+    def _finals_planned(
+        self, tx: Transition, calls: tuple[tuple[str, _Fns, int], ...]
+    ) -> None:
+        """Final handlers from the call plan; rollback as in :meth:`_finals` [E4]."""
+        call = self._call
+        for name, fns, i in calls:
+            try:
+                call(tx, name, fns)
+            except _HandlerFailed:
+                if i >= 0:
+                    self._rollback(tx, tx.enters[i:])
+                raise
 
     def _cancel(self, tx: Transition, by: str, kind: str = "") -> bool:
         if self._log_level >= 3:
@@ -1566,6 +1668,7 @@ class Machine:
 
     def _rebuild_handlers(self) -> None:
         self._build_handler_names()
+        self._call_plans = None
         hmap: dict[str, list[tuple[int, Handler]]] = {}
         for b in self._bindings.values():
             for name, fn in b.fns.items():
@@ -1824,6 +1927,7 @@ class Machine:
         self._clock = {n: self._clock.get(n, 0) for n in order}
         self._rel = Relations(self._schema, order)
         self._build_handler_names()
+        self._call_plans = None
 
     # ------------------------------------------------------------------ mirrors
 
