@@ -40,7 +40,6 @@ from collections.abc import (
     Iterable,
     Mapping,
     Sequence,
-    Set as AbstractSet,
 )
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Self, TypeAlias, TypeVar
@@ -227,7 +226,7 @@ _CallPlan: TypeAlias = tuple[
     tuple[tuple[str, "_Fns", str], ...], tuple[tuple[str, "_Fns", int], ...]
 ]
 # `Machine.set` shadows the builtin inside the class body, so annotations use this.
-_StrSet: TypeAlias = AbstractSet[str]
+_StrSet: TypeAlias = set[str] | frozenset[str]
 _EMPTY_SET: Final[frozenset[str]] = frozenset()
 
 
@@ -1070,9 +1069,9 @@ class Machine:
         else:
             active = before_set
         if mtype is REMOVE:
-            res = CANCELED if any(s in active for s in called) else EXECUTED
+            res = EXECUTED if active.isdisjoint(called) else CANCELED
         else:
-            res = EXECUTED if all(s in active for s in target_t) else CANCELED
+            res = EXECUTED if active.issuperset(target_t) else CANCELED
         if (
             (exits_t or enters_t)
             and rel.auto_names
@@ -1272,12 +1271,12 @@ class Machine:
             res = CANCELED
         elif mtype is REMOVE:
             active = self._active_set
-            res = CANCELED if any(s in active for s in called) else EXECUTED
+            res = EXECUTED if active.isdisjoint(called) else CANCELED
         elif is_auto:
             res = EXECUTED if len(tx.target) > len(before) else CANCELED
         else:
             active = self._active_set
-            res = EXECUTED if all(s in active for s in tx.target) else CANCELED
+            res = EXECUTED if active.issuperset(tx.target) else CANCELED
         return self._complete(tx, res, failed)
 
     def _complete(

@@ -75,6 +75,10 @@ class MutationType(enum.Enum):
     REMOVE = "remove"
     SET = "set"
 
+    # Members are singletons: identity hashing is exact and, unlike Enum's
+    # Python-level __hash__, free (mutation types key the plan caches).
+    __hash__ = object.__hash__
+
     def __str__(self) -> str:
         return self.value
 
