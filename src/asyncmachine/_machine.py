@@ -220,7 +220,7 @@ _Plan: TypeAlias = tuple[
     tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]
 ]
 #: Resolved mutations cached per schema (cleared when full).
-_PLAN_CACHE: Final = 4096
+_PLAN_CACHE: Final = 16384
 #: (negotiation calls (name, fns, log kind), final calls (name, fns, enters index)).
 _CallPlan: TypeAlias = tuple[
     tuple[tuple[str, "_Fns", str], ...], tuple[tuple[str, "_Fns", int], ...]

@@ -114,16 +114,14 @@ class Relations:
         s = self._drop_unmet(s, log, is_auto)  # R3
         if self.remove:
             kept = self._remove_blocking(s, log, before_set)  # R4 (reversed order)
-            removed: set[str] = set()
             rm = self.remove
-            for k in kept:  # R5
-                r = rm.get(k)
-                if r:
-                    removed |= r
+            # R5: what the survivors remove; kept as the survivors' own sets (few
+            # of them) rather than their union (up to every state in the schema).
+            removes = [r for r in (rm.get(k) for k in kept) if r]
             if self.add:
                 kept = self._follow_add(is_remove, called, before_set, kept)
-            if removed:
-                kept = [x for x in kept if x not in removed]
+            if removes:
+                kept = [x for x in kept if not any(x in r for r in removes)]
             kept = list(dict.fromkeys(kept))  # R6
             kept.reverse()
             target = self._drop_unmet(kept, log, is_auto)  # R7
@@ -205,9 +203,17 @@ class Relations:
         present = set(s)
         blocked: set[str] = set()
         kept: list[str] = []
+        rm = self.remove
         for name in reversed(s):
             removers = removed_by.get(name)
-            if removers and any(b in present and b not in blocked for b in removers):
+            if not removers:
+                blocked_now = False
+            elif len(removers) > len(s):
+                # a big exclusive group: scan the (short) list, not the removers
+                blocked_now = any(b not in blocked and name in rm.get(b, ()) for b in s)
+            else:
+                blocked_now = any(b in present and b not in blocked for b in removers)
+            if blocked_now:
                 if log is not None:
                     by = [b for b in removers if b in present and b not in blocked]
                     level = 3 if name in before else 4
