@@ -50,6 +50,9 @@ from ._typed import (
 if TYPE_CHECKING:
     from types import ModuleType
 
+    # Lazily imported at runtime (__getattr__); visible to type checkers.
+    from . import rpc as rpc
+
 __version__ = "0.1.0"
 
 __all__ = (

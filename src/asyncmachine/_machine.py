@@ -2425,8 +2425,16 @@ class Machine:
         tg = self._tg
         assert tg is not None
         tg.cancel_scope.cancel(f"machine {self._id!r} runtime exited")
+        # The body's exception is not handed to the task group, so it leaves
+        # `async with mach:` as it was raised, never inside an ExceptionGroup.
         try:
-            return await tg.__aexit__(exc_type, exc, tb)
+            await tg.__aexit__(None, None, None)
+            return None
+        except BaseExceptionGroup as group:
+            leaves = group.exceptions
+            if len(leaves) == 1 and isinstance(leaves[0], Exception):
+                raise leaves[0] from None
+            raise
         finally:
             self._tg = None
             self._run_foreign()

@@ -193,3 +193,39 @@ async def test_add_err_from_client() -> None:
     assert len(errors) == 1
     assert isinstance(errors[0], am.rpc.RemoteError)
     assert "ValueError: bad input" in str(errors[0])
+
+
+async def test_errors_leave_async_with_unwrapped() -> None:
+    """An AuthError raised inside nested serve/Client blocks is not an ExceptionGroup."""
+    src = source()
+    with anyio.fail_after(TIMEOUT), pytest.raises(am.rpc.AuthError):
+        async with (
+            am.rpc.serve(src, token="s3cret") as server,
+            am.rpc.Client(server.addr, token="wrong"),
+        ):
+            pass
+    with anyio.fail_after(TIMEOUT), pytest.raises(KeyError):
+        async with am.rpc.serve(src) as server, am.rpc.Client(server.addr):
+            raise KeyError("from the body")
+    with anyio.fail_after(TIMEOUT), pytest.raises(ValueError, match="body"):
+        async with src:
+            raise ValueError("body")
+
+
+async def test_remote_add_err_sets_the_source_error() -> None:
+    """A client's add_err sets err() on the source and reaches other mirrors."""
+    src = source()
+    with anyio.fail_after(TIMEOUT):
+        async with (
+            am.rpc.serve(src, push_interval=0.01) as server,
+            am.rpc.Client(server.addr, id="a") as c1,
+            am.rpc.Client(server.addr, id="b") as c2,
+        ):
+            await c1.netmach.add_err(ValueError("bad input"))
+            err = src.err()
+            assert isinstance(err, am.rpc.RemoteError)
+            assert "bad input" in str(err)
+            assert await c2.netmach.when_err()
+            while c2.netmach.err() is None:  # noqa: ASYNC110 - err() is not an event
+                await anyio.sleep(0.005)
+            assert "bad input" in str(c2.netmach.err())

@@ -76,7 +76,7 @@ from ._netmach import NetMach
 from ._protocol import MAX_FRAME, SUPPORTED_VERSIONS
 from ._server import schema_hash
 from ._states import CLIENT_SCHEMA
-from ._transport import Link, collapse
+from ._transport import Link, close_task_group, collapse
 
 if TYPE_CHECKING:
     from anyio.abc import ByteStream, TaskGroup
@@ -277,9 +277,9 @@ class Client:
                 await link.send(Bye(code="stop", reconnect=False))
         tg = self._tg
         assert tg is not None
-        tg.cancel_scope.cancel()
         try:
-            return await tg.__aexit__(exc_type, exc, tb)
+            await close_task_group(tg)
+            return None
         finally:
             self._tg = None
             if link is not None:

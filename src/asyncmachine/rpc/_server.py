@@ -72,7 +72,7 @@ from ._events import (
 )
 from ._protocol import MAX_FRAME, SUPPORTED_VERSIONS
 from ._states import SERVER_SCHEMA, SESSION_SCHEMA
-from ._transport import Link, collapse
+from ._transport import Link, close_task_group, collapse
 
 if TYPE_CHECKING:
     from anyio.abc import ByteStream, TaskGroup
@@ -671,7 +671,12 @@ class Server:
         if a is not None:
             err = a.get("err")
             if isinstance(err, dict) and "type" in err and "msg" in err:
-                a["err"] = RemoteError(f"{err['type']}: {err['msg']}", "client")
+                remote = RemoteError(f"{err['type']}: {err['msg']}", "client")
+                a["err"] = remote
+                if EXCEPTION in called and isinstance(src, Machine):
+                    # a client's add_err: the source's err() reports it [E1]
+                    src._err = remote
+                    src._call_on_error(remote)
         res = fn(list(called), a)
         if inspect.isawaitable(res):
             res = await res
@@ -725,9 +730,9 @@ class Server:
         if listeners is not None and self._source_status_changed in listeners:
             listeners.remove(self._source_status_changed)
         assert self._tg is not None
-        self._tg.cancel_scope.cancel()
         try:
-            return await self._tg.__aexit__(exc_type, exc, tb)
+            await close_task_group(self._tg)
+            return None
         finally:
             self._tg = None
             with anyio.CancelScope(shield=True):

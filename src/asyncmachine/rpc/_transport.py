@@ -15,16 +15,27 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ._errors import ProtocolError, RpcConnectionError
+from ._events import Kind
 from ._protocol import Connection, NextEvent
 
 if TYPE_CHECKING:
-    from anyio.abc import ByteStream
+    from anyio.abc import ByteStream, TaskGroup
 
     from ._events import Event
 
-__all__ = ("Link", "collapse")
+__all__ = ("Link", "close_task_group", "collapse")
 
 _RECEIVE_CHUNK = 65536
+#: Slots of the per-kind counters: index = frame kind code, 0 = not a known kind.
+KIND_SLOTS = max(Kind) + 1
+_ARRAY4 = 0x94  # msgpack fixarray of 4: every frame is [kind, seq, re, body]
+
+
+def frame_kind(frame: bytes) -> int:
+    """The kind code of an encoded frame (length prefix included), 0 if unknown."""
+    if len(frame) > 5 and frame[4] == _ARRAY4 and frame[5] < KIND_SLOTS:
+        return frame[5]
+    return 0
 
 
 class Link:
@@ -49,6 +60,13 @@ class Link:
         self.bytes_out = 0
         self.frames_in = 0
         self.frames_out = 0
+        #: Per-kind statistics, indexed by frame kind code (see :data:`KIND_SLOTS`).
+        self.frames_in_kind = [0] * KIND_SLOTS
+        self.frames_out_kind = [0] * KIND_SLOTS
+        self.bytes_in_kind = [0] * KIND_SLOTS
+        self.bytes_out_kind = [0] * KIND_SLOTS
+        # Invariant: bytes_in already attributed to received frames (bytes_in_kind).
+        self._bytes_in_framed = 0
         self.closed = False
         self.write_started: float | None = None
         #: Set once a stalled write made a heartbeat close the link.
@@ -86,6 +104,9 @@ class Link:
             self.write_started = None
         self.bytes_out += len(data)
         self.frames_out += 1
+        kind = frame_kind(data)
+        self.frames_out_kind[kind] += 1
+        self.bytes_out_kind[kind] += len(data)
         self.last_sent = anyio.current_time()
 
     def stalled(self, now: float) -> bool:
@@ -123,6 +144,11 @@ class Link:
             if ev is NextEvent.CLOSED:
                 return None
             self.frames_in += 1
+            kind = int(ev.KIND)
+            framed = self.bytes_in - conn.buffered
+            self.frames_in_kind[kind] += 1
+            self.bytes_in_kind[kind] += framed - self._bytes_in_framed
+            self._bytes_in_framed = framed
             return ev
 
     async def aclose(self) -> None:
@@ -157,3 +183,18 @@ def collapse(group: BaseExceptionGroup[BaseException]) -> BaseException:
     if leaves and all(isinstance(e, Exception) for e in leaves):
         return leaves[0]
     return group
+
+
+async def close_task_group(tg: TaskGroup) -> None:
+    """
+    Cancel *tg* and wait for its tasks, raising a task's error unwrapped.
+
+    The body's own exception (if any) is not passed in: the caller's ``__aexit__``
+    returns ``None`` and Python re-raises it as it was, never inside an
+    ``ExceptionGroup`` (api.md: ``AuthError`` is a plain exception).
+    """
+    tg.cancel_scope.cancel()
+    try:
+        await tg.__aexit__(None, None, None)
+    except BaseExceptionGroup as group:
+        raise collapse(group) from None
