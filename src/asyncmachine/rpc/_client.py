@@ -73,7 +73,7 @@ from ._events import (
     Welcome,
 )
 from ._netmach import NetMach
-from ._protocol import MAX_FRAME, SUPPORTED_VERSIONS
+from ._protocol import MAX_FRAME, SUPPORTED_VERSIONS, error_frame_for
 from ._server import schema_hash
 from ._states import CLIENT_SCHEMA
 from ._transport import Link, close_task_group, collapse
@@ -84,6 +84,8 @@ if TYPE_CHECKING:
 __all__ = ("Client", "RetryPolicy")
 
 _ERR_STATES = ("ErrNetwork", "ErrNetworkTimeout", "ErrRpc", "ErrDelivery")
+#: Invalid full clocks in a row before the connection is dropped and redone.
+_MAX_BAD_SYNCS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +216,7 @@ class Client:
         self._rid = 0
         self._sync_inflight = False
         self._handshaken = False
+        self._bad_full_clocks = 0
         self._err: BaseException | None = None
         #: Statistics: reconnects, full syncs, checksum/gap failures, ...
         self.stats = {"reconnects": 0, "syncs": 0, "clock_errors": 0, "clocks": 0}
@@ -292,12 +295,11 @@ class Client:
 
     def _fail(self, exc: BaseException) -> None:
         self._err = exc
+        self._dead = exc
+        self.mach.add("ConnRetryFailed")  # removes Start: no more reconnects
         if not self._first.is_set():
             self._first_error = exc
             self._first.set()
-        else:
-            self._dead = exc
-            self.mach.add("ConnRetryFailed")
         self._fail_pending(exc if isinstance(exc, RpcError) else NotConnected(str(exc)))
 
     def _fail_pending(self, exc: BaseException) -> None:
@@ -419,7 +421,6 @@ class Client:
             if not isinstance(ev, Welcome):
                 raise RemoteProtocolError(f"expected WELCOME, got {type(ev).__name__}")
             self._install(ev)
-            link.conn.peer_max_frame = max(1024, ev.max_frame)
             self._link = link
             for s in _ERR_STATES:
                 if self.mach.is_active(s):
@@ -439,6 +440,15 @@ class Client:
                     tg.cancel_scope.cancel()
             except BaseExceptionGroup as group:
                 raise collapse(group) from None
+        except RemoteProtocolError as exc:
+            # tell the server why before closing (protocol.md: fatal ERROR, re 0)
+            with (
+                anyio.CancelScope(shield=True),
+                anyio.move_on_after(0.5),
+                contextlib.suppress(RpcError, ProtocolError, TypeError),
+            ):
+                await link.send(error_frame_for(exc))
+            raise
         finally:
             await link.aclose()
 
@@ -494,6 +504,7 @@ class Client:
             nm._epoch_base = body.epoch
         outcome = mirror.apply(body)
         if outcome in (ApplyOutcome.APPLIED, ApplyOutcome.RESET):
+            self._bad_full_clocks = 0
             self.stats["clocks"] += 1
             if outcome is ApplyOutcome.RESET and body.epoch:
                 nm._epoch_base = body.epoch
@@ -506,6 +517,13 @@ class Client:
                 nm._set_up(body.up)
         elif outcome in (ApplyOutcome.GAP, ApplyOutcome.INVALID):
             self.stats["clock_errors"] += 1
+            if body.time is not None:  # a full clock (a SYNC reply) failed
+                self._bad_full_clocks += 1
+                if self._bad_full_clocks >= _MAX_BAD_SYNCS:
+                    self._bad_full_clocks = 0
+                    raise RemoteProtocolError(
+                        f"{_MAX_BAD_SYNCS} invalid full clocks in a row", "proto"
+                    )
             self._request_sync()
 
     def _request_sync(self) -> None:
@@ -517,6 +535,10 @@ class Client:
             try:
                 with contextlib.suppress(RpcError, ProtocolError, TimeoutError):
                     await self.sync()
+                    # a bad full clock asks again; the third in a row drops the
+                    # connection (_apply_clock raises), ending this loop
+                    while self._bad_full_clocks:
+                        await self.sync()
             finally:
                 self._sync_inflight = False
 
@@ -557,6 +579,17 @@ class Client:
                 raise _ConnLost(f"the server said bye: {ev.code}")
 
     async def _on_payload(self, link: Link, ev: Payload) -> None:
+        if ev.dest is not None and ev.dest != self.id:
+            await link.send(
+                Error(
+                    code="dest",
+                    msg=f"payload for {ev.dest!r}, this is {self.id!r}",
+                    fatal=False,
+                    retry=False,
+                    re=ev.seq,
+                )
+            )
+            return
         if self.consumer is None and self.on_payload is None:
             await link.send(
                 Error(
@@ -579,14 +612,18 @@ class Client:
         await link.send(ResultEvent(re=ev.seq))
 
     async def _heartbeat(self, link: Link) -> None:
+        period = min(self.ping_interval, self.idle_timeout) / 2
+        if link.write_timeout is not None:
+            period = min(period, link.write_timeout / 2)
         while True:
-            await anyio.sleep(min(self.ping_interval, self.idle_timeout) / 2)
+            await anyio.sleep(period)
             now = anyio.current_time()
             if link.stalled(now):
                 raise TimeoutError("a write to the server stalled")
             if now - link.last_received > self.idle_timeout:
                 raise TimeoutError(f"nothing received for {self.idle_timeout}s")
-            if now - link.last_sent >= self.ping_interval:
+            if now - link.last_sent >= self.ping_interval and not link.lock.locked():
+                # never queue behind a blocked write: the stall check must run
                 await link.send(Ping(time=time.time()))
 
     # -- requests -----------------------------------------------------------------
@@ -661,6 +698,8 @@ class Client:
                     )
                 except (_ConnLost, RemoteTimeout, RpcConnectionError) as exc:
                     self._err = exc
+                    if isinstance(exc, RemoteTimeout):
+                        self.mach.add_err_state("ErrNetworkTimeout", exc)
                     self.mach.add("RetryingCall")
                     continue
                 except RemoteError as exc:

@@ -46,6 +46,7 @@ from .._transition import Transition
 from ._clock import ClockExporter
 from ._errors import (
     DestinationMismatch,
+    FrameTooLarge,
     NoConsumer,
     NotConnected,
     ProtocolError,
@@ -224,6 +225,7 @@ class Session:
         self._pending: dict[int, _Pending] = {}
         self._tg: TaskGroup | None = None
         self._welcomed = False
+        self._version = 1
         self._schema_dirty = False
         self._status_dirty = False
 
@@ -246,8 +248,8 @@ class Session:
     def _full_clock_reply(self, re: int) -> ResultEvent:
         return ResultEvent(clock=self._clock_update(full=True), re=re)
 
-    def _result_reply(self, result: int, re: int) -> ResultEvent:
-        return ResultEvent(result=result, clock=self._clock_update(), re=re)
+    def _result_reply(self, result: int, re: int, full: bool = False) -> ResultEvent:
+        return ResultEvent(result=result, clock=self._clock_update(full=full), re=re)
 
     def mark_dirty(self) -> None:
         self._dirty.set()
@@ -271,18 +273,24 @@ class Session:
             try:
                 async with anyio.create_task_group() as tg:
                     self._tg = tg
-                    if self.server.push_interval is not None:
-                        tg.start_soon(self._push_loop)
+                    tg.start_soon(self._push_loop)
                     tg.start_soon(self._heartbeat)
                     await self._read_loop()
                     tg.cancel_scope.cancel()
             except BaseExceptionGroup as group:
                 raise collapse(group) from None
+        except FrameTooLarge as exc:
+            # e.g. a WELCOME bigger than the client accepts: retrying cannot help
+            self.mach.add_err_state("ErrRpc", exc)
+            await self._send_error("too_big", str(exc), fatal=True, retry=False)
         except RemoteProtocolError as exc:
             self.mach.add_err_state("ErrRpc", exc)
             await self._send_error(exc.code, str(exc), fatal=True, retry=True)
         except RpcConnectionError as exc:
             self.mach.add_err_state("ErrNetwork", exc)
+        except Exception as exc:  # noqa: BLE001 - one session never takes the server down
+            self.mach.add_err_state("Exception", exc)
+            await self._send_error("internal", repr(exc), fatal=True, retry=True)
         finally:
             for p in self._pending.values():
                 p.error = NotConnected("session closed")
@@ -335,10 +343,9 @@ class Session:
             await self._send_error("proto", "empty client id", fatal=True, retry=False)
             return False
         self.client_id = ev.id
-        self.link.conn.peer_max_frame = max(
-            1024, min(ev.max_frame, server.max_frame * 64)
-        )
-        await self.link.send(lambda: self._welcome(max(common), ev.schema_hash))
+        # the Connection adopted the client's `mf` from HELLO
+        self._version = max(common)
+        await self.link.send(partial(self._welcome, self._version, ev.schema_hash))
         self._welcomed = True
         self.mach.add("HandshakeDone")
         return True
@@ -438,12 +445,15 @@ class Session:
                 once.set(-1)
                 raise
             once.set(res)
+            full = False
         else:
             res = await once.get()
             if res < 0:
                 return
+            # A retry: the lost reply's delta never arrived, so send a full clock.
+            full = True
         if not ev.no_reply:
-            await self.link.send(partial(self._result_reply, res, ev.seq))
+            await self.link.send(partial(self._result_reply, res, ev.seq, full))
 
     async def _on_wait(self, ev: Wait) -> None:
         names = self.server.source.state_names()
@@ -489,6 +499,9 @@ class Session:
     # -- writing ------------------------------------------------------------------
 
     async def _push_loop(self) -> None:
+        # Runs even with pushes off: schema changes (WELCOME) and upstream status
+        # changes must still reach the client.
+        pushes = self.server.push_interval is not None
         interval = self.server.push_interval or 0.0
         while True:
             await self._dirty.wait()
@@ -496,7 +509,9 @@ class Session:
             if self._schema_dirty:
                 self._schema_dirty = False
                 self._exporter = ClockExporter()
-                await self.link.send(lambda: self._welcome(1, None))
+                await self.link.send(partial(self._welcome, self._version, None))
+                continue
+            if not pushes and not self._status_dirty:
                 continue
             wait = self._last_clock + interval - anyio.current_time()
             if wait > 0:
@@ -512,8 +527,11 @@ class Session:
     async def _heartbeat(self) -> None:
         server = self.server
         link = self.link
+        period = (
+            min(server.ping_interval, server.idle_timeout, server.write_timeout) / 2
+        )
         while True:
-            await anyio.sleep(min(server.ping_interval, server.idle_timeout) / 2)
+            await anyio.sleep(period)
             now = anyio.current_time()
             if link.stalled(now):
                 self.mach.add_err_state("ErrNetwork", TimeoutError("slow client"))
@@ -525,7 +543,8 @@ class Session:
                 )
                 await link.aclose()
                 return
-            if now - link.last_sent >= server.ping_interval:
+            if now - link.last_sent >= server.ping_interval and not link.lock.locked():
+                # never queue behind a blocked write: the stall check must run
                 await link.send(Ping(time=time.time()))
 
     async def send_payload(
@@ -554,19 +573,25 @@ class Session:
             source=self.server.source.id,
             dest=self.client_id,
         )
-        async with self.link.lock:
-            frame = self.link.conn.send(payload)  # FrameTooLarge: nothing sent
-            seq = self.link.conn.sent_seq
-            self._pending[seq] = p
-            await self.link._write(frame)
-        timeout = timeout if timeout is not None else self.server.delivery_timeout
+        seq = 0
         try:
+            async with self.link.lock:
+                frame = self.link.conn.send(payload)  # FrameTooLarge: nothing sent
+                seq = self.link.conn.sent_seq
+                self._pending[seq] = p
+                await self.link._write(frame)
+            timeout = timeout if timeout is not None else self.server.delivery_timeout
             with anyio.fail_after(timeout):
                 await p.event.wait()
+            if p.error is not None:
+                raise p.error
+        except Exception as exc:
+            # [rpc.md 7, row 24]: on the session and on the server's machine
+            self.mach.add_err_state("ErrDelivery", exc)
+            self.server.mach.add_err_state("ErrDelivery", exc)
+            raise
         finally:
             self._pending.pop(seq, None)
-        if p.error is not None:
-            raise p.error
 
 
 class Server:
@@ -770,6 +795,7 @@ class Server:
                 ssl.SSLError,
                 TimeoutError,
                 anyio.BrokenResourceError,
+                anyio.EndOfStream,
             ) as exc:
                 # a failed TLS handshake only costs that connection
                 self.mach.add_err_state("ErrNetwork", exc)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ._errors import ProtocolError, RpcConnectionError
+from ._errors import ProtocolError, RemoteProtocolError, RpcConnectionError
 from ._events import Kind
 from ._protocol import Connection, NextEvent
 
@@ -69,6 +69,7 @@ class Link:
         self._bytes_in_framed = 0
         self.closed = False
         self.write_started: float | None = None
+        self.eof = False
         #: Set once a stalled write made a heartbeat close the link.
         self.stalled_out = False
 
@@ -136,7 +137,14 @@ class Link:
         """
         conn = self.conn
         while True:
-            ev = conn.next_event()
+            try:
+                ev = conn.next_event()
+            except RemoteProtocolError as exc:
+                if self.eof:
+                    # EOF in the middle of a frame: the peer vanished, not a
+                    # protocol breach (rpc.md 7, row 1)
+                    raise RpcConnectionError(f"peer vanished mid-frame: {exc}") from exc
+                raise
             if ev is NextEvent.NEED_DATA:
                 try:
                     data = await self.stream.receive(_RECEIVE_CHUNK)
@@ -146,6 +154,8 @@ class Link:
                     raise RpcConnectionError(f"connection lost: {exc!r}") from exc
                 self.bytes_in += len(data)
                 self.last_received = anyio.current_time()
+                if not data:
+                    self.eof = True
                 conn.receive_data(data)
                 continue
             if ev is NextEvent.CLOSED:
