@@ -12,7 +12,7 @@ import asyncmachine as am
 pytestmark = pytest.mark.anyio
 
 TIMEOUT = 10
-FAST = {"push_interval": 0.01}
+PUSH = 0.01
 
 
 def root_machine() -> am.Machine:
@@ -31,9 +31,9 @@ async def test_chain_mirrors_writes_and_waits() -> None:
     root = root_machine()
     with anyio.fail_after(TIMEOUT):
         async with (
-            am.rpc.serve(root, **FAST) as srv,
-            am.rpc.Replicant(srv.addr, id="l1", **FAST) as l1,
-            am.rpc.Replicant(l1.addr, id="l2", **FAST) as l2,
+            am.rpc.serve(root, push_interval=PUSH) as srv,
+            am.rpc.Replicant(srv.addr, id="l1", push_interval=PUSH) as l1,
+            am.rpc.Replicant(l1.addr, id="l2", push_interval=PUSH) as l2,
             am.rpc.Client(l2.addr, id="leaf") as leaf,
         ):
             nm = leaf.netmach
@@ -63,8 +63,8 @@ async def test_multi_writes_apply_once_through_the_chain() -> None:
     root = root_machine()
     with anyio.fail_after(TIMEOUT):
         async with (
-            am.rpc.serve(root, **FAST) as srv,
-            am.rpc.Replicant(srv.addr, **FAST) as l1,
+            am.rpc.serve(root, push_interval=PUSH) as srv,
+            am.rpc.Replicant(srv.addr, push_interval=PUSH) as l1,
             am.rpc.Client(l1.addr) as leaf,
         ):
             for _ in range(20):
@@ -78,9 +78,9 @@ async def test_cycle_is_refused() -> None:
     root = root_machine()
     with anyio.fail_after(TIMEOUT):
         async with (
-            am.rpc.serve(root, **FAST) as srv,
-            am.rpc.Replicant(srv.addr, id="l1", **FAST) as l1,
-            am.rpc.Replicant(l1.addr, id="l2", **FAST) as l2,
+            am.rpc.serve(root, push_interval=PUSH) as srv,
+            am.rpc.Replicant(srv.addr, id="l1", push_interval=PUSH) as l1,
+            am.rpc.Replicant(l1.addr, id="l2", push_interval=PUSH) as l2,
         ):
             with pytest.raises(am.rpc.CycleError):
                 async with am.rpc.Replicant(l2.addr, id="l1"):
@@ -107,7 +107,7 @@ async def run_replicant(
 ) -> None:
     """Run an L1 replicant until *stop* is set."""
     async with am.rpc.Replicant(
-        parent, id="l1", listen=("127.0.0.1", port), **FAST
+        parent, id="l1", listen=("127.0.0.1", port), push_interval=PUSH
     ) as rep:
         started(rep.addr)
         await stop.wait()
@@ -119,13 +119,16 @@ async def test_stale_while_upstream_down_then_recovers() -> None:
     fast_retry = am.rpc.RetryPolicy(retries=400, delay=0.02, max_delay=0.05, total=8)
     addrs: list[tuple[str, int]] = []
     with anyio.fail_after(TIMEOUT):
-        async with am.rpc.serve(root, **FAST) as srv, anyio.create_task_group() as tg:
+        async with (
+            am.rpc.serve(root, push_interval=PUSH) as srv,
+            anyio.create_task_group() as tg,
+        ):
             stop1 = anyio.Event()
             tg.start_soon(run_replicant, srv.addr, 0, addrs.append, stop1)
             await until(lambda: bool(addrs))
             async with (
                 am.rpc.Replicant(
-                    addrs[0], id="l2", reconnect_retry=fast_retry, **FAST
+                    addrs[0], id="l2", reconnect_retry=fast_retry, push_interval=PUSH
                 ) as l2,
                 am.rpc.Client(l2.addr, id="leaf") as leaf,
             ):

@@ -215,7 +215,9 @@ class Relations:
                 blocked_now = any(b in present and b not in blocked for b in removers)
             if blocked_now:
                 if log is not None:
-                    by = [b for b in removers if b in present and b not in blocked]
+                    by = [
+                        b for b in removers or () if b in present and b not in blocked
+                    ]
                     level = 3 if name in before else 4
                     log(level, f"[rel:remove] {name} by {' '.join(by)}")
                 blocked.add(name)
