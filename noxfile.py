@@ -94,8 +94,12 @@ def property_tests(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks in benchmarks/ with pytest-benchmark."""
-    if not (ROOT / "benchmarks").is_dir():
-        session.skip("no benchmarks/ yet")
+    """Run the benchmarks in benchmarks/ (run.py: table, docs/benchmarks.md, chart)."""
+    if not (ROOT / "benchmarks" / "run.py").is_file():
+        session.skip("no benchmarks/run.py yet")
     install(session, "dev,bench")
-    session.run("python", "-m", "pytest", "benchmarks/", *session.posargs)
+    # posargs go to run.py, e.g. `nox -s bench -- --quick`; the rpc and tree
+    # suites (benchmarks/bench_*.py) are called from run.py when they exist.
+    session.run(
+        "python", "benchmarks/run.py", "--out", "docs/benchmarks.md", *session.posargs
+    )
