@@ -65,7 +65,7 @@ from ._handlers import Handler, scan_handlers
 from ._tracing import hook_failed, tracer_hooks
 from ._transition import Event, Transition
 from ._typed import ArgsModel, DumpableArgs, Schema, validate_args
-from ._waiting import Waiter
+from ._waiting import EventLike, Waiter
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -285,6 +285,7 @@ class Machine:
         "_loop_key",
         "_machine_tick",
         "_names",
+        "_new_event",
         "_on_dispose",
         "_owner",
         "_pairs",
@@ -437,7 +438,7 @@ class Machine:
         self._wqend: list[Waiter] = []
         self._wdisposed: list[Waiter] = []
         #: States whose tick changed in the last transition (exits, enters).
-        self._changed: tuple[list[str], list[str]] | None = None
+        self._changed: tuple[Sequence[str], Sequence[str]] | None = None
         #: The thread of the event loop the machine is bound to [13.4].
         self._owner: int | None = None
         self._loop_key: object = None
@@ -448,6 +449,8 @@ class Machine:
             deque[tuple[Callable[[], object], concurrent.futures.Future[object]]] | None
         ) = None
         self._tg: TaskGroup | None = None
+        #: Makes the running backend's native events (set when the loop binds).
+        self._new_event: Callable[[], EventLike] = anyio.Event
         #: Report nested ``eval()`` calls as errors (Go ``DetectEval``).
         self.detect_eval = False
 
@@ -966,7 +969,7 @@ class Machine:
             and not self._tr
             and self._log_level < 2
             and self.on_change is None
-            and not (self._wby or self._wtick or self._wquery or self._wargs)
+            and not self._wargs
             and not self._wqend
         ):
             return self._run_bare(mtype, called)
@@ -1048,6 +1051,8 @@ class Machine:
             plan = self._plan(mtype, called, before_t, before_set, None, False)
         target_t, rejected, exits_t, enters_t = plan
         if rejected:  # [R10]
+            if self._wtick:  # the queue tick moved: when_queue waiters [DEV-8]
+                self._check_waiters()
             return CANCELED
         self._active = list(target_t)
         if exits_t or enters_t:
@@ -1072,6 +1077,9 @@ class Machine:
             res = EXECUTED if active.isdisjoint(called) else CANCELED
         else:
             res = EXECUTED if active.issuperset(target_t) else CANCELED
+        if self._wby or self._wtick or self._wquery:  # a check point [Q3, W1]
+            self._changed = (exits_t, enters_t) if exits_t or enters_t else None
+            self._check_waiters()
         if (
             (exits_t or enters_t)
             and rel.auto_names
@@ -2109,12 +2117,14 @@ class Machine:
                 self._loop_key = token
                 self._wake = partial(token.run_sync_soon, self._run_foreign)
                 self._wake_scheduled = False
+                self._new_event = trio.Event
         else:
             key = loop
             if key is not self._loop_key:
                 self._loop_key = key
                 self._wake = partial(loop.call_soon_threadsafe, self._run_foreign)
                 self._wake_scheduled = False
+                self._new_event = asyncio.Event
         self._owner = ident
 
     # ------------------------------------------------------------------ contexts
@@ -2202,7 +2212,7 @@ class Machine:
     def _wait_states(
         self, states: tuple[str, ...], check: Callable[[], bool], ctx: Context | None
     ) -> Awaitable[bool]:
-        w = Waiter(check, states)
+        w = Waiter(check, states, self._new_event())
         wby = self._wby
         for s in states:
             wby.setdefault(s, []).append(w)
@@ -2327,7 +2337,7 @@ class Machine:
         )
         if self._wait_gate(None, ctx) is False:
             return False
-        w = Waiter(None, (name,))
+        w = Waiter(None, (name,), self._new_event())
         entry = (w, expected)
         if self._hn is _NO_NAMES:
             self._build_handler_names()  # the final phase runs for these waiters
@@ -2349,7 +2359,7 @@ class Machine:
         """Wait until ``fn(clock)`` is true at a check point (not checked now) [W4]."""
         if self._wait_gate(None, ctx) is False:
             return False
-        w = Waiter(lambda: bool(fn(dict(self._clock))))
+        w = Waiter(lambda: bool(fn(dict(self._clock))), (), self._new_event())
         self._wquery.append(w)
 
         def remove() -> None:
@@ -2364,7 +2374,7 @@ class Machine:
             return False
         if self._queue_tick >= tick:
             return True
-        w = Waiter(None)
+        w = Waiter(None, (), self._new_event())
         entry = (w, int(tick))
         self._wtick.append(entry)
 
@@ -2380,7 +2390,7 @@ class Machine:
             return False
         if not self._processing:
             return True
-        w = Waiter(None)
+        w = Waiter(None, (), self._new_event())
         self._wqend.append(w)
 
         def remove() -> None:
@@ -2394,7 +2404,7 @@ class Machine:
         self._bind_loop()
         if self._disposed:
             return True
-        w = Waiter(None)
+        w = Waiter(None, (), self._new_event())
         self._wdisposed.append(w)
 
         def remove() -> None:

@@ -18,12 +18,25 @@ Rules (``spec/machine.md`` section 9):
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import anyio
 
 from ._context import Context
 
-__all__ = ("Waiter",)
+__all__ = ("EventLike", "Waiter")
+
+
+class EventLike(Protocol):
+    """An event of the running backend (asyncio, trio or anyio's own)."""
+
+    def set(self) -> object:
+        """Wake every waiter."""
+        ...
+
+    async def wait(self) -> object:
+        """Return once set."""
+        ...
 
 
 class Waiter:
@@ -35,10 +48,13 @@ class Waiter:
         self,
         check: Callable[[], bool] | None,
         states: tuple[str, ...] = (),
+        event: EventLike | None = None,
     ) -> None:
         self.check = check
         self.states = states
-        self.event = anyio.Event()
+        # The machine passes its backend's native event (cheaper than anyio.Event,
+        # which detects the backend on every creation).
+        self.event: EventLike = event if event is not None else anyio.Event()
         self.done = False
         self.result = False
         self.ctx: Context | None = None
