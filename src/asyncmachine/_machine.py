@@ -1968,6 +1968,7 @@ class Machine:
         before = tuple(self._active)
         before_set = self._active_set
         clock_before = dict(self._clock)
+        queue_reset = queue_tick < self._queue_tick
         new_clock = dict(zip(names, (int(t) for t in time), strict=True))
         changed = [n for n in names if new_clock[n] != clock_before[n]]
         active = [n for n in names if new_clock[n] % 2 == 1]
@@ -2006,6 +2007,11 @@ class Machine:
         finally:
             self._transition = None
             self._processing = False
+        if queue_reset and self._wtick:
+            # the mirrored queue tick went down (a reset): flush its waiters
+            ws, self._wtick = self._wtick, []
+            for w, _tick in ws:
+                w.resolve(True)
         if self._wby or self._wtick or self._wquery:
             self._changed = (changed, [])
             self._check_waiters()

@@ -729,19 +729,16 @@ class Client:
         if link is None or self._tg is None:
             self._err = NotConnected("add_ns while disconnected: dropped")
             return
-        frame_ev = Mutate(
+        event = Mutate(
             op=Op(op),
             states=self._indexes(states),
             rid=self._next_rid(),
             args=a,
             no_reply=True,
         )
-
-        async def send() -> None:
-            with contextlib.suppress(RpcError, ProtocolError):
-                await link.send(frame_ev)
-
-        self._tg.start_soon(send)
+        # Encoded now (FrameTooLarge raises here, and the frame takes its seq now),
+        # written before any frame encoded later: program order is kept.
+        link.send_later(event, self._tg)
 
     async def _remote_when_args(
         self, state: str, args: Mapping[str, object], ctx: Context | None

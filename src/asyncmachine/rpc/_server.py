@@ -198,6 +198,10 @@ class _SourceHook(TracerNoOp):
     def schema_change(self, mach: Machine, old_schema: dict[str, object]) -> None:
         self.server._schema_changed()
 
+    def verify_states(self, mach: Machine) -> None:
+        # an import_ (new ticks, new epoch) happens without a transition
+        self.server._source_changed()
+
 
 class _Pending:
     __slots__ = ("error", "event", "value")

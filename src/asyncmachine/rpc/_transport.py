@@ -9,6 +9,7 @@ leave this module: they become :class:`RpcConnectionError` or a clean end of str
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,12 @@ if TYPE_CHECKING:
     from ._events import Event
 
 __all__ = ("Link", "close_task_group", "collapse")
+
+
+def _NOTHING() -> None:
+    """A build function that sends nothing (only flushes the backlog)."""
+    return
+
 
 _RECEIVE_CHUNK = 65536
 #: Slots of the per-kind counters: index = frame kind code, 0 = not a known kind.
@@ -69,6 +76,8 @@ class Link:
         self._bytes_in_framed = 0
         self.closed = False
         self.write_started: float | None = None
+        self._backlog: list[bytes] = []
+        self._flushing = False
         self.eof = False
         #: Set once a stalled write made a heartbeat close the link.
         self.stalled_out = False
@@ -90,6 +99,8 @@ class Link:
         try:
             event = build() if callable(build) else build
             if event is None:
+                if self._backlog:
+                    await self._write(b"")
                 return 0
             data = self.conn.send(event)
             seq = self.conn.sent_seq
@@ -98,7 +109,32 @@ class Link:
         finally:
             lock.release()
 
+    def send_later(self, event: Event, tg: TaskGroup) -> None:
+        """
+        Encode *event* now and write it soon, before any frame encoded after it.
+
+        Raises:
+            FrameTooLarge: the frame exceeds the peer's limit (nothing queued).
+        """
+        self._backlog.append(self.conn.send(event))
+        if not self._flushing:
+            self._flushing = True
+            tg.start_soon(self._flush)
+
+    async def _flush(self) -> None:
+        try:
+            with contextlib.suppress(RpcConnectionError):
+                await self.send(_NOTHING)
+        finally:
+            self._flushing = False
+
     async def _write(self, data: bytes) -> None:
+        if self._backlog:
+            # frames encoded earlier (send_later) go first: seq order = write order
+            data = b"".join([*self._backlog, data])
+            self._backlog.clear()
+        if not data:
+            return
         # No cancel scope per write (they cost more than the write itself): a
         # heartbeat calls stalled() and closes the link when a write hangs.
         self.write_started = anyio.current_time()
