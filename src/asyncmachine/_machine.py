@@ -65,7 +65,7 @@ from ._handlers import Handler, scan_handlers
 from ._tracing import hook_failed, tracer_hooks
 from ._transition import Event, Transition
 from ._typed import ArgsModel, DumpableArgs, Schema, validate_args
-from ._waiting import EventLike, Waiter
+from ._waiting import EventLike, LoopEvent, Waiter
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -2130,7 +2130,7 @@ class Machine:
                 self._loop_key = key
                 self._wake = partial(loop.call_soon_threadsafe, self._run_foreign)
                 self._wake_scheduled = False
-                self._new_event = asyncio.Event
+                self._new_event = partial(LoopEvent, loop)
         self._owner = ident
 
     # ------------------------------------------------------------------ contexts
@@ -2255,16 +2255,16 @@ class Machine:
         Raises:
             StateUnknownError: a name is not in the schema.
         """
-        names = self._wait_gate(states, ctx)
-        if names is False or names is True:
+        names = self._parse(states)
+        self._bind_loop()
+        if self._disposing or (ctx is not None and ctx.expired):
             return False
-        active = self._active_set
+        if self._active_set.issuperset(names):
+            return True
 
         def check() -> bool:
-            return all(s in self._active_set for s in names)
+            return self._active_set.issuperset(names)
 
-        if all(s in active for s in names):
-            return True
         return await self._wait_states(names, check, ctx)
 
     async def when_not(self, states: StatesArg, *, ctx: Context | None = None) -> bool:

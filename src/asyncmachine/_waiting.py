@@ -17,14 +17,15 @@ Rules (``spec/machine.md`` section 9):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import anyio
 
 from ._context import Context
 
-__all__ = ("EventLike", "Waiter")
+__all__ = ("EventLike", "LoopEvent", "Waiter")
 
 
 class EventLike(Protocol):
@@ -34,9 +35,36 @@ class EventLike(Protocol):
         """Wake every waiter."""
         ...
 
-    async def wait(self) -> object:
+    def wait(self) -> Awaitable[object]:
         """Return once set."""
         ...
+
+
+class LoopEvent:
+    """
+    A one-shot event on an asyncio loop: one future, no waiter deque.
+
+    Each :class:`Waiter` has one awaiting task, so a bare future is enough; it is
+    cheaper to make than ``asyncio.Event`` and is cancelled with the task awaiting it.
+    """
+
+    __slots__ = ("_fut",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._fut: asyncio.Future[bool] = loop.create_future()
+
+    def set(self) -> None:
+        """Wake the waiting task (no-op once done or cancelled)."""
+        if not self._fut.done():
+            self._fut.set_result(True)
+
+    def is_set(self) -> bool:
+        """True once set (or cancelled)."""
+        return self._fut.done()
+
+    def wait(self) -> asyncio.Future[bool]:
+        """The awaitable to wait on."""
+        return self._fut
 
 
 class Waiter:
