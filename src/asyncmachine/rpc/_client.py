@@ -76,7 +76,7 @@ from ._netmach import NetMach
 from ._protocol import MAX_FRAME, SUPPORTED_VERSIONS, error_frame_for
 from ._server import schema_hash
 from ._states import CLIENT_SCHEMA
-from ._transport import Link, close_task_group, collapse
+from ._transport import Link, Pending, close_task_group, collapse
 
 if TYPE_CHECKING:
     from anyio.abc import ByteStream, TaskGroup
@@ -106,15 +106,6 @@ class _Fatal(Exception):
     def __init__(self, exc: RpcError) -> None:
         super().__init__(str(exc))
         self.exc = exc
-
-
-class _Pending:
-    __slots__ = ("error", "event", "value")
-
-    def __init__(self) -> None:
-        self.event = anyio.Event()
-        self.value: ResultEvent | None = None
-        self.error: BaseException | None = None
 
 
 def _schema_from_wire(wire: Mapping[str, StateSchema]) -> dict[str, State]:
@@ -205,7 +196,7 @@ class Client:
         self._clock: ClockMirror | None = None
         self._schema_hash: str | None = None
         self._link: Link | None = None
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[int, Pending] = {}
         self._tg: TaskGroup | None = None
         self._first = anyio.Event()
         self._first_error: BaseException | None = None
@@ -642,7 +633,7 @@ class Client:
         link = self._link
         if link is None:
             raise _ConnLost("not connected")
-        p = _Pending()
+        p = Pending()
         async with link.lock:
             frame = link.conn.send(build())
             seq = link.conn.sent_seq
@@ -750,7 +741,7 @@ class Client:
             raise NotConnected("not connected")
         link = self._link
         assert link is not None
-        p = _Pending()
+        p = Pending()
         idx = self.netmach.index(state)
         async with link.lock:
             frame = link.conn.send(Wait(state=idx, args=dict(args)))

@@ -73,7 +73,7 @@ from ._events import (
 )
 from ._protocol import MAX_FRAME, SUPPORTED_VERSIONS
 from ._states import SERVER_SCHEMA, SESSION_SCHEMA
-from ._transport import Link, close_task_group, collapse
+from ._transport import Link, Pending, close_task_group, collapse
 
 if TYPE_CHECKING:
     from anyio.abc import ByteStream, TaskGroup
@@ -203,15 +203,6 @@ class _SourceHook(TracerNoOp):
         self.server._source_changed()
 
 
-class _Pending:
-    __slots__ = ("error", "event", "value")
-
-    def __init__(self) -> None:
-        self.event = anyio.Event()
-        self.value: ResultEvent | None = None
-        self.error: BaseException | None = None
-
-
 class Session:
     """One client connection of a :class:`Server`."""
 
@@ -226,7 +217,7 @@ class Session:
         self._dirty = anyio.Event()
         self._last_clock = 0.0
         self._waits: dict[int, anyio.CancelScope] = {}
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[int, Pending] = {}
         self._tg: TaskGroup | None = None
         self._welcomed = False
         self._version = 1
@@ -569,7 +560,7 @@ class Session:
         """
         if not self._welcomed or self.link.closed:
             raise NotConnected(f"session {self.mach.id} is not connected")
-        p = _Pending()
+        p = Pending()
         payload = Payload(
             name=name,
             data=data,

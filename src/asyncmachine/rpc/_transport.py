@@ -22,9 +22,9 @@ from ._protocol import Connection, NextEvent
 if TYPE_CHECKING:
     from anyio.abc import ByteStream, TaskGroup
 
-    from ._events import Event
+    from ._events import Event, Result
 
-__all__ = ("Link", "close_task_group", "collapse")
+__all__ = ("Link", "Pending", "close_task_group", "collapse")
 
 
 def _NOTHING() -> None:
@@ -43,6 +43,17 @@ def frame_kind(frame: bytes) -> int:
     if len(frame) > 5 and frame[4] == _ARRAY4 and frame[5] < KIND_SLOTS:
         return frame[5]
     return 0
+
+
+class Pending:
+    """A request sent on a link, waiting for its RESULT (``value``) or ERROR."""
+
+    __slots__ = ("error", "event", "value")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.value: Result | None = None
+        self.error: BaseException | None = None
 
 
 class Link:
