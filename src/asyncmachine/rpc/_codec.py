@@ -42,14 +42,46 @@ def _reject_ext(code: int, data: bytes) -> NoReturn:
     raise _ExtTypeRejected(code)
 
 
+#: Exact types that need no further look (the common case, checked by identity).
+_PLAIN: frozenset[type] = frozenset({str, float, bytes, bool, type(None)})
+
+
 def _check_encodable(obj: object) -> None:
     # Iterative on purpose: a self-referencing list reaches MAX_DEPTH along its first
-    # path and fails at once, without recursion.
+    # path and fails at once, without recursion. Scalars of the exact plain types are
+    # settled inline, so only containers and unusual values go through the stack.
     stack: list[tuple[object, int]] = [(obj, 1)]
+    pop = stack.pop
+    push = stack.append
     while stack:
-        value, depth = stack.pop()
-        if value is None:
+        value, depth = pop()
+        t = type(value)
+        if t in _PLAIN:
             continue
+        if t is dict:
+            if depth > MAX_DEPTH:
+                msg = f"value nests more than {MAX_DEPTH} lists/maps"
+                raise TypeError(msg)
+            for key, item in value.items():  # type: ignore[attr-defined]
+                if type(key) is not str and not isinstance(key, str):
+                    msg = f"map keys must be str, got {type(key).__name__}"
+                    raise TypeError(msg)
+                ti = type(item)
+                if ti in _PLAIN or (ti is int and _INT_MIN <= item <= _INT_MAX):
+                    continue
+                push((item, depth + 1))
+            continue
+        if t is list or t is tuple:
+            if depth > MAX_DEPTH:
+                msg = f"value nests more than {MAX_DEPTH} lists/maps"
+                raise TypeError(msg)
+            for item in value:  # type: ignore[attr-defined]
+                ti = type(item)
+                if ti in _PLAIN or (ti is int and _INT_MIN <= item <= _INT_MAX):
+                    continue
+                push((item, depth + 1))
+            continue
+        # ints out of range, subclasses of the allowed types, and everything else
         if isinstance(value, int) and not isinstance(value, bool):
             if not _INT_MIN <= value <= _INT_MAX:
                 msg = f"int {value} is outside the msgpack range [-2**63, 2**64 - 1]"
@@ -67,33 +99,47 @@ def _check_encodable(obj: object) -> None:
                 if not isinstance(key, str):
                     msg = f"map keys must be str, got {type(key).__name__}"
                     raise TypeError(msg)
-                stack.append((item, depth + 1))
+                push((item, depth + 1))
         else:
             msg = f"cannot encode a value of type {type(value).__name__!r}"
             raise TypeError(msg)
 
 
 def _check_decoded(obj: object) -> None:
+    # msgpack only produces exact types, so identity checks settle most values.
     stack: list[tuple[object, int]] = [(obj, 1)]
+    pop = stack.pop
+    push = stack.append
     while stack:
-        value, depth = stack.pop()
-        if isinstance(value, list):
+        value, depth = pop()
+        t = type(value)
+        if t is list or t is dict:
             if depth > MAX_DEPTH:
                 msg = f"msgpack value nests more than {MAX_DEPTH} arrays/maps"
                 raise RemoteProtocolError(msg, "proto")
-            stack.extend((item, depth + 1) for item in value)
-        elif isinstance(value, dict):
-            if depth > MAX_DEPTH:
-                msg = f"msgpack value nests more than {MAX_DEPTH} arrays/maps"
-                raise RemoteProtocolError(msg, "proto")
-            for key, item in value.items():
-                if not isinstance(key, str):
-                    msg = f"msgpack map key of type {type(key).__name__} (must be str)"
-                    raise RemoteProtocolError(msg, "proto")
-                stack.append((item, depth + 1))
-        elif value is not None and not isinstance(value, _SCALARS):
+            if t is dict:
+                for key, item in value.items():  # type: ignore[attr-defined]
+                    if type(key) is not str:
+                        msg = (
+                            f"msgpack map key of type {type(key).__name__} "
+                            "(must be str)"
+                        )
+                        raise RemoteProtocolError(msg, "proto")
+                    ti = type(item)
+                    if ti in _PLAIN or ti is int:
+                        continue
+                    push((item, depth + 1))
+            else:
+                for item in value:  # type: ignore[attr-defined]
+                    ti = type(item)
+                    if ti in _PLAIN or ti is int:
+                        continue
+                    push((item, depth + 1))
+        elif t in _PLAIN or t is int:
+            continue
+        else:
             # msgpack.Timestamp: ext type -1 bypasses ext_hook.
-            msg = f"msgpack value of type {type(value).__name__} is not allowed"
+            msg = f"msgpack value of type {t.__name__} is not allowed"
             raise RemoteProtocolError(msg, "proto")
 
 
