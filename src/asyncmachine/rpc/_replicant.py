@@ -66,7 +66,6 @@ class Replicant:
         self.push_interval = push_interval
         self.serve_token = serve_token if serve_token is not None else token
         self.serve_ssl_context = serve_ssl_context
-        self._client_options = client_options
         self.client = Client(
             parent_addr,
             token=token,
