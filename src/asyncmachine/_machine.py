@@ -1359,7 +1359,7 @@ class Machine:
             return not (is_auto and not target)
         auto = self._rel.auto_names
         hn = self._hn
-        call = self._call
+        call = self._caller()
         # 1. exits
         for s in tx.exits:
             fns = hmap.get(hn[s][1])
@@ -1484,7 +1484,7 @@ class Machine:
         self, tx: Transition, calls: tuple[tuple[str, _Fns, str], ...]
     ) -> bool:
         """Negotiation of a non-auto transition from its call plan [H6]."""
-        call = self._call
+        call = self._caller()
         for name, fns, kind in calls:
             if not call(tx, name, fns):
                 return self._cancel(tx, name, kind)
@@ -1494,7 +1494,7 @@ class Machine:
         self, tx: Transition, calls: tuple[tuple[str, _Fns, int], ...]
     ) -> None:
         """Final handlers from the call plan; rollback as in :meth:`_finals` [E4]."""
-        call = self._call
+        call = self._caller()
         for name, fns, i in calls:
             try:
                 call(tx, name, fns)
@@ -1512,7 +1512,7 @@ class Machine:
         """Final handlers [H11]; raises _HandlerFailed after a rollback [E4]."""
         hmap = self._hmap
         hn = self._hn
-        call = self._call
+        call = self._caller()
         for s in tx.exits:
             name = hn[s][3]
             fns = hmap.get(name)
@@ -1553,6 +1553,24 @@ class Machine:
             self._log(
                 2, "[rollback] %s", " ".join("-" + s for s in states if s in gone)
             )
+
+    def _caller(self) -> Callable[[Transition, str, _Fns], bool]:
+        """The handler-calling function: the plain one unless something observes."""
+        if self._tr or self._handler_timeout is not None or self._log_level >= 4:
+            return self._call
+        return self._call_plain
+
+    @staticmethod
+    def _call_plain(tx: Transition, name: str, fns: _Fns) -> bool:
+        """:meth:`_call` without tracers, timeouts or logging to serve."""
+        for _bid, fn in fns:
+            try:
+                ret = fn(Event(name, tx))
+            except Exception as exc:  # noqa: BLE001 - user code: errors become state
+                raise _HandlerFailed(name, exc) from None
+            if ret is False:
+                return False
+        return True
 
     def _call(self, tx: Transition, name: str, fns: _Fns) -> bool:
         """Call every handler bound as *name*; False on the first rejection [H1, H3]."""
