@@ -284,3 +284,25 @@ def test_state_is_frozen_and_hashable() -> None:
     with pytest.raises(AttributeError):
         s.auto = True
     assert hash(s) == hash(am.State(require=["A", "B"]))
+
+
+def test_transition_clocks_are_snapshots() -> None:
+    """A kept Transition's clocks never change later (copy-on-write clocks)."""
+    kept: list[am.Transition] = []
+
+    class Keep:
+        def any_state(self, e: am.Event) -> None:
+            kept.append(e.transition)
+
+    mach = am.Machine({"A": {}, "B": {}, "C": am.State(require=["X"]), "X": {}})
+    bid = mach.bind_handlers(Keep())
+    mach.add("A")
+    assert mach.add("C") == am.Result.CANCELED  # canceled: no any_state
+    mach.detach_handlers(bid)
+    mach.add("B")  # the unobserved fast path mutates the clock
+    mach.remove("A")
+    tx = kept[0]
+    assert tx.clock_before == {"A": 0, "B": 0, "C": 0, "Exception": 0, "X": 0}
+    assert tx.clock_after == {"A": 1, "B": 0, "C": 0, "Exception": 0, "X": 0}
+    assert tx.time_after == [1, 0, 0, 0, 0]
+    assert mach.clock() == {"A": 2, "B": 1, "C": 0, "Exception": 0, "X": 0}

@@ -266,6 +266,7 @@ class Machine:
         "_call_plans",
         "_changed",
         "_clock",
+        "_clock_shared",
         "_dispose_deferred",
         "_disposed",
         "_disposing",
@@ -385,6 +386,8 @@ class Machine:
 
         # clocks and active states
         self._clock: dict[str, int] = dict.fromkeys(self._names, 0)
+        #: True while a Transition references ``_clock`` (copy before mutating it).
+        self._clock_shared = False
         #: Internal active order: the target order of the last transition [H10].
         self._active: list[str] = []
         self._active_set: _StrSet = _EMPTY_SET
@@ -1056,6 +1059,9 @@ class Machine:
             return CANCELED
         self._active = list(target_t)
         if exits_t or enters_t:
+            if self._clock_shared:  # a Transition holds this dict: copy on write
+                self._clock = dict(self._clock)
+                self._clock_shared = False
             clock = self._clock
             for s in exits_t:
                 clock[s] += 1
@@ -1157,7 +1163,10 @@ class Machine:
         before_set = self._active_set
         before_t = tuple(before)
         self._tx_seq += 1
-        tx = Transition(self, self._tx_seq, mut, before_t, dict(self._clock))
+        # Copy-on-write clocks: the transition keeps the current dict as its
+        # clock_before; applying builds a new one (the dict is then never mutated).
+        tx = Transition(self, self._tx_seq, mut, before_t, self._clock)
+        self._clock_shared = True
         self._transition = tx
         log_level = self._log_level
 
@@ -1229,7 +1238,7 @@ class Machine:
             target = tx.target
             exits = tx.exits
             enters = tx.enters
-            clock = self._clock
+            clock = self._clock = dict(self._clock)
             for s in exits:
                 clock[s] += 1
             for s in enters:
@@ -1256,7 +1265,8 @@ class Machine:
                 except _HandlerFailed as f:
                     failed = f
                     accepted = tx.accepted = False
-            tx.clock_after = dict(clock)
+            # the rollback (E4) only ever touches this transition's own new dict
+            tx.clock_after = self._clock
 
         # H12
         if self.on_change is not None:  # also for canceled transitions [H12]
@@ -1985,7 +1995,7 @@ class Machine:
             raise ValueError(f"expected {len(names)} ticks, got {len(time)}")
         before = tuple(self._active)
         before_set = self._active_set
-        clock_before = dict(self._clock)
+        clock_before = self._clock  # replaced below, never mutated
         queue_reset = queue_tick < self._queue_tick
         new_clock = dict(zip(names, (int(t) for t in time), strict=True))
         changed = [n for n in names if new_clock[n] != clock_before[n]]
