@@ -1035,8 +1035,10 @@ class Machine:
         """
         The fast path of one mutation on an idle, unobserved machine.
 
-        "Unobserved": no handlers, tracers, waiters, ``on_change`` or logging, so no
-        Transition or Mutation object can be seen and none is made. Everything else is
+        "Unobserved": no handlers, tracers, ``when_args`` waiters, ``on_change`` or
+        logging, so no Transition or Mutation object can be seen and none is made.
+        State, tick and query waiters are checked here as after any transition
+        [Q3, W1]. Everything else is
         the queued path's behaviour: the queue tick advances as if the mutation was
         appended and taken off [C6], the relations resolve to the same (cached) plan,
         ticks apply by C2, the active order becomes the target order [H10], state
