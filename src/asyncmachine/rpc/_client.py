@@ -35,7 +35,6 @@ import anyio
 
 from .._context import Context
 from .._core._mutation import Result
-from .._core._schema import State
 from .._machine import Machine
 from ._clock import ApplyOutcome, ClockMirror
 from ._codec import packb
@@ -66,7 +65,6 @@ from ._events import (
     Payload,
     Ping,
     Result as ResultEvent,
-    StateSchema,
     Sync,
     Wait,
     WaitCancel,
@@ -74,9 +72,9 @@ from ._events import (
 )
 from ._netmach import NetMach
 from ._protocol import MAX_FRAME, SUPPORTED_VERSIONS, error_frame_for
-from ._server import schema_hash
 from ._states import CLIENT_SCHEMA
 from ._transport import Link, Pending, close_task_group, collapse
+from ._wire import schema_from_wire, schema_hash
 
 if TYPE_CHECKING:
     from anyio.abc import ByteStream, TaskGroup
@@ -106,21 +104,6 @@ class _Fatal(Exception):
     def __init__(self, exc: RpcError) -> None:
         super().__init__(str(exc))
         self.exc = exc
-
-
-def _schema_from_wire(wire: Mapping[str, StateSchema]) -> dict[str, State]:
-    return {
-        name: State(
-            auto=d.auto,
-            multi=d.multi,
-            add=d.add,
-            remove=d.remove,
-            require=d.require,
-            after=d.after,
-            tags=d.tags,
-        )
-        for name, d in wire.items()
-    }
 
 
 class Client:
@@ -460,8 +443,7 @@ class Client:
     def _install(self, ev: Welcome) -> None:
         names = list(ev.names)
         if ev.schema is not None:
-            schema = _schema_from_wire(ev.schema)
-            self._schema_hash = None
+            schema = schema_from_wire(ev.schema)
         elif self._netmach is not None:
             schema = dict(self._netmach.schema)
         else:

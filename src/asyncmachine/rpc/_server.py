@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import hmac
 import inspect
 import itertools
-import json
 import secrets
 import ssl
 import time
@@ -65,7 +63,6 @@ from ._events import (
     Payload,
     Ping,
     Result as ResultEvent,
-    StateSchema,
     Sync,
     Wait,
     WaitCancel,
@@ -74,11 +71,12 @@ from ._events import (
 from ._protocol import MAX_FRAME, SUPPORTED_VERSIONS
 from ._states import SERVER_SCHEMA, SESSION_SCHEMA
 from ._transport import Link, Pending, close_task_group, collapse
+from ._wire import schema_hash, schema_to_wire
 
 if TYPE_CHECKING:
     from anyio.abc import ByteStream, TaskGroup
 
-__all__ = ("Server", "Session", "schema_hash", "serve")
+__all__ = ("Server", "Session", "serve")
 
 HELLO_TIMEOUT = 5.0
 MAX_PENDING_WAITS = 256
@@ -113,29 +111,6 @@ class Source(Protocol):
     def detach_tracer(self, tracer: object) -> None: ...
 
     async def when_args(self, state: str, args: Mapping[str, object]) -> bool: ...
-
-
-def schema_hash(schema: Mapping[str, State]) -> str:
-    """A short, order-independent hash of a schema (names and relations)."""
-    canon = {name: st.to_dict() for name, st in sorted(schema.items())}
-    raw = json.dumps(canon, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(raw).hexdigest()[:12]
-
-
-def schema_to_wire(schema: Mapping[str, State]) -> dict[str, StateSchema]:
-    """The WELCOME form of a schema."""
-    return {
-        name: StateSchema(
-            auto=st.auto,
-            multi=st.multi,
-            add=st.add,
-            remove=st.remove,
-            require=st.require,
-            after=st.after,
-            tags=st.tags,
-        )
-        for name, st in schema.items()
-    }
 
 
 def lineage(source: object) -> list[str]:
